@@ -1,0 +1,85 @@
+"""Simulated GPU nodes: the labels and resources a real AKS GPU node carries.
+
+Shared by the offline (kwok) cluster and the kind backend's fake GPU workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpu_conformance import gpus
+from gpu_conformance.gpus import GpuSku
+
+GPU_POOL = "gpu"
+SYSTEM_POOL = "system"
+SIMULATED_LABEL = "gpu-conformance.io/simulated"
+
+
+def gpu_node_labels(sku: GpuSku, gpus_per_node: int, pool: str = GPU_POOL) -> dict[str, str]:
+    """The labels AKS and GPU feature discovery put on a node of this VM size."""
+    return {
+        gpus.INSTANCE_TYPE_LABEL: sku.vm_size,
+        gpus.LEGACY_INSTANCE_TYPE_LABEL: sku.vm_size,
+        gpus.AKS_AGENTPOOL_LABEL: pool,
+        "agentpool": pool,
+        gpus.AKS_ACCELERATOR_LABEL: "nvidia",
+        gpus.ACCELERATOR_LABEL: "nvidia",
+        gpus.PRODUCT_LABEL: sku.product_label,
+        gpus.COUNT_LABEL: str(gpus_per_node),
+        gpus.MEMORY_LABEL: str(sku.memory_mib),
+        gpus.PRESENT_LABEL: "true",
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.azure.com/mode": "user",
+    }
+
+
+def gpu_resources(gpus_per_node: int, healthy: int | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(capacity, allocatable) of a GPU node; ``healthy`` < count simulates unhealthy GPUs."""
+    capacity = {"cpu": "8", "memory": "56Gi", "pods": "110", gpus.GPU_RESOURCE: str(gpus_per_node)}
+    allocatable = {"cpu": "7800m", "memory": "50Gi", "pods": "110",
+                   gpus.GPU_RESOURCE: str(gpus_per_node if healthy is None else healthy)}
+    return capacity, allocatable
+
+
+def node_manifest(
+    name: str,
+    labels: dict[str, str],
+    capacity: dict[str, str],
+    allocatable: dict[str, str],
+    taints: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A Node object that kwok manages (its annotation) and that carries the given status."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {"kubernetes.io/hostname": name, "type": "kwok", SIMULATED_LABEL: "true",
+                       **labels},
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"taints": taints or []},
+        "status": {"capacity": capacity, "allocatable": allocatable,
+                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
+                                "kubeletVersion": "fake", "containerRuntimeVersion": "kwok"}},
+    }
+
+
+def gpu_node(name: str, sku: GpuSku, gpus_per_node: int, *, healthy: int | None = None,
+             taints: list[dict[str, str]] | None = None, pool: str = GPU_POOL) -> dict[str, Any]:
+    capacity, allocatable = gpu_resources(gpus_per_node, healthy)
+    return node_manifest(name, gpu_node_labels(sku, gpus_per_node, pool), capacity, allocatable,
+                         taints)
+
+
+def system_node(name: str) -> dict[str, Any]:
+    labels = {gpus.INSTANCE_TYPE_LABEL: "Standard_D4s_v5", gpus.AKS_AGENTPOOL_LABEL: SYSTEM_POOL,
+              "agentpool": SYSTEM_POOL, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+              "kubernetes.azure.com/mode": "system"}
+    capacity = {"cpu": "4", "memory": "16Gi", "pods": "110"}
+    allocatable = {"cpu": "3860m", "memory": "12Gi", "pods": "110"}
+    return node_manifest(name, labels, capacity, allocatable)
+
+
+GPU_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
