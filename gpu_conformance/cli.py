@@ -1,0 +1,118 @@
+"""The ``gpu-conformance`` command: the offline cluster, the toolchain, the AKS janitor."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gpu_conformance import binaries
+from gpu_conformance.errors import GpuConformanceError, UsageError
+from gpu_conformance.offline import DEFAULT_NAME, OfflineCluster, OfflineClusterSpec
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    spec = OfflineClusterSpec(
+        name=args.name, gpu_nodes=args.gpu_nodes, gpus_per_node=args.gpus_per_node,
+        gpu_product=args.gpu_product, job_log=Path(args.job_log) if args.job_log else None,
+        taint_gpu_nodes=args.taint_gpu_nodes, port=args.port,
+    )
+    kubeconfig = OfflineCluster(spec).up(log=_err)
+    print(kubeconfig, flush=True)
+    return 0
+
+
+def _cluster_down(args: argparse.Namespace) -> int:
+    if not OfflineCluster(OfflineClusterSpec(name=args.name)).down(log=_err):
+        _err(f"no offline cluster named {args.name!r}; nothing to do")
+    return 0
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    info = OfflineCluster(OfflineClusterSpec(name=args.name)).status()
+    print(json.dumps(info, indent=2))
+    return 0 if info["exists"] else 1
+
+
+def _binaries(args: argparse.Namespace) -> int:
+    paths = binaries.ensure(_err)
+    for program, path in sorted(paths.items()):
+        print(f"{program}\t{path}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpu-conformance",
+        description="Offline GPU cluster and helpers for the gpu-conformance pytest suites.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cluster = commands.add_parser("cluster", help="the offline cluster (real control plane, "
+                                  "simulated GPU nodes)")
+    actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="start it; prints the kubeconfig path last")
+    up.add_argument("--name", default=DEFAULT_NAME)
+    up.add_argument("--gpu-nodes", type=_positive_int, default=2, help="GPU nodes (default 2)")
+    up.add_argument("--gpus-per-node", type=_positive_int, default=1,
+                    help="nvidia.com/gpu per GPU node (default 1)")
+    up.add_argument("--gpu-product", default=None,
+                    help="device name, GFD product label or Azure VM size (default: the T4 size)")
+    up.add_argument("--job-log", default=None,
+                    help="log file served for every workload container (default: each workload "
+                         "profile's reference log naming the simulated GPU)")
+    up.add_argument("--taint-gpu-nodes", action="store_true",
+                    help="taint GPU nodes sku=gpu:NoSchedule as AKS GPU pools are")
+    up.add_argument("--port", type=_positive_int, default=None,
+                    help="kube-apiserver port on 127.0.0.1 (default: a free one)")
+    up.set_defaults(func=_cluster_up)
+    for action, func, text in (("down", _cluster_down, "stop every process, remove its files"),
+                               ("status", _cluster_status, "print what is known of it as JSON")):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("--name", default=DEFAULT_NAME)
+        sub.set_defaults(func=func)
+
+    build = commands.add_parser("binaries", help="build (or find) the pinned Kubernetes, etcd "
+                                "and kwok programs; print their paths")
+    build.set_defaults(func=_binaries)
+
+    for module_name in ("gpu_conformance.backends.aks",):
+        module = importlib.import_module(module_name)
+        if hasattr(module, "add_cli"):
+            module.add_cli(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except UsageError as exc:
+        _err(f"gpu-conformance: error: {exc.one_line()}")
+        return 2
+    except GpuConformanceError as exc:
+        _err(f"gpu-conformance: error: {exc.one_line()}")
+        return 1
+    except KeyboardInterrupt:
+        _err("gpu-conformance: interrupted")
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

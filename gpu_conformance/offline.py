@@ -1,0 +1,350 @@
+"""The offline GPU cluster: a real control plane run by kwokctl, with simulated GPU nodes.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as plain processes
+bound to 127.0.0.1; kwok plays the kubelet of every node, marks pods Running and Job pods
+Succeeded, and serves container logs (the workload profiles' reference logs) through the
+API server exactly as a kubelet would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from gpu_conformance import binaries, gpus, nodes
+from gpu_conformance.errors import ClusterError, UsageError
+from gpu_conformance.kube import call, is_conflict, new_api_client, short
+from gpu_conformance.waits import Verdict, wait_for
+from gpu_conformance.workloads import PROFILES
+
+Log = Callable[[str], None]
+
+NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+DEFAULT_NAME = "gpu-conformance"
+SEED_JOB_CONTAINER = "samples-tf-mnist-demo"
+PLUGIN_CONTAINERS = ("nvidia-device-plugin-ctr", "nvidia-device-plugin")
+KWOKCTL_TIMEOUT = 180  # kwokctl starts 5 processes and waits for them; cold start is ~10 s
+NODES_READY_TIMEOUT = 60
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass
+class OfflineClusterSpec:
+    name: str = DEFAULT_NAME
+    gpu_nodes: int = 2
+    gpus_per_node: int = 1
+    #: a device name ("Tesla T4"), product label ("Tesla-T4") or VM size
+    gpu_product: str | None = None
+    #: serve this CRI or plain log file for every workload container instead of the profiles'
+    job_log: Path | None = None
+    #: taint GPU nodes sku=gpu:NoSchedule, as AKS GPU pools are
+    taint_gpu_nodes: bool = False
+    port: int | None = None
+    extra_node_labels: dict[str, str] = field(default_factory=dict)
+
+    def sku(self) -> gpus.GpuSku:
+        if not self.gpu_product:
+            sku = gpus.sku_for_vm_size(gpus.DEFAULT_VM_SIZE)
+        else:
+            sku = gpus.sku_for_vm_size(self.gpu_product) or gpus.sku_for_product(self.gpu_product)
+            if sku is None:
+                # an unknown product is still simulated, on the default size's shape
+                base = gpus.VM_SIZES[gpus.DEFAULT_VM_SIZE.lower()]
+                sku = gpus.GpuSku(base.vm_size, self.gpu_product.replace("-", " "), base.count,
+                                  base.memory_mib)
+        assert sku is not None
+        return sku
+
+    def validate(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise UsageError(
+                f"bad cluster name {self.name!r}: use lowercase letters, digits and '-' (max 40)"
+            )
+        if self.gpu_nodes < 0 or self.gpu_nodes > 200:
+            raise UsageError(f"--gpu-nodes must be between 0 and 200, got {self.gpu_nodes}")
+        if self.gpus_per_node < 1 or self.gpus_per_node > 64:
+            raise UsageError(f"--gpus-per-node must be between 1 and 64, got {self.gpus_per_node}")
+        if self.job_log is not None and not self.job_log.is_file():
+            raise UsageError(f"--job-log {self.job_log} does not exist")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise UsageError(f"--port must be between 1 and 65535, got {self.port}")
+
+
+def clusters_root() -> Path:
+    return binaries.cache_dir() / "clusters"
+
+
+def kwok_workdir() -> Path:
+    return binaries.cache_dir() / "kwok"
+
+
+def _to_cri(text: str) -> str:
+    """Plain text to the CRI log format kwok serves; CRI-format input is kept as it is."""
+    lines = text.splitlines()
+    if lines and re.match(r"^\S+Z (stdout|stderr) [FP] ", lines[0]):
+        return text if text.endswith("\n") else text + "\n"
+    return "".join(f"2026-01-01T00:00:00.000000000Z stdout F {line}\n" for line in lines)
+
+
+PLUGIN_LOG = """\
+I0101 00:00:00.000000       1 main.go:178] Starting FS watcher.
+I0101 00:00:00.000000       1 main.go:185] Starting OS watcher.
+I0101 00:00:00.000000       1 main.go:200] Starting Plugins.
+I0101 00:00:00.000000       1 main.go:257] Loading configuration.
+I0101 00:00:00.000000       1 main.go:340] Retrieving plugins.
+I0101 00:00:00.000000       1 server.go:176] Starting GRPC server for 'nvidia.com/gpu'
+I0101 00:00:00.000000       1 server.go:117] Starting to serve 'nvidia.com/gpu' on /var/lib/kubelet/device-plugins/nvidia-gpu.sock
+I0101 00:00:00.000000       1 server.go:125] Registered device plugin for 'nvidia.com/gpu' with Kubelet
+"""
+
+
+class OfflineCluster:
+    """One named offline cluster: its files live under ``clusters_root()/<name>``."""
+
+    def __init__(self, spec: OfflineClusterSpec) -> None:
+        self.spec = spec
+        self.dir = clusters_root() / spec.name
+        self.kwok_dir = kwok_workdir() / "clusters" / spec.name
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.kwok_dir / "kubeconfig.yaml"
+
+    def exists(self) -> bool:
+        return self.kwok_dir.exists() or self.dir.exists()
+
+    # --- up -------------------------------------------------------------------------------
+    def up(self, log: Log = _say) -> Path:
+        """Start the cluster and its nodes; return the kubeconfig path."""
+        self.spec.validate()
+        sku = self.spec.sku()
+        if self.exists():
+            raise ClusterError(
+                f"an offline cluster named {self.spec.name!r} already exists",
+                hint=f"use it, or remove it: gpu-conformance cluster down --name {self.spec.name}",
+            )
+        port = self._port()
+        paths = binaries.ensure(log)
+        started = time.monotonic()
+        self.dir.mkdir(parents=True)
+        try:
+            config_file = self._write_config(paths, sku)
+            self._kwokctl(paths, "create", "cluster", "--name", self.spec.name,
+                          "--config", str(config_file), "--kubeconfig", "",
+                          "--kube-apiserver-port", str(port), "--wait", "60s",
+                          "--extra-args", "kube-apiserver=advertise-address=127.0.0.1",
+                          timeout=KWOKCTL_TIMEOUT, log=log)
+            log(f"control plane up on https://127.0.0.1:{port} "
+                f"({time.monotonic() - started:.1f}s)")
+            self._create_nodes(sku, log)
+        except BaseException:
+            log("start failed; removing the partial cluster")
+            self.down(log=lambda _line: None)
+            raise
+        log(f"cluster {self.spec.name!r} ready in {time.monotonic() - started:.1f}s: "
+            f"1 system node, {self.spec.gpu_nodes} GPU node(s) x {self.spec.gpus_per_node} "
+            f"{sku.device_name} ({sku.vm_size})")
+        return self.kubeconfig
+
+    def _port(self) -> int:
+        if self.spec.port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                return int(probe.getsockname()[1])
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", self.spec.port))
+            except OSError:
+                raise ClusterError(f"port {self.spec.port} on 127.0.0.1 is already in use",
+                                   hint="pick another with --port, or leave it out") from None
+        return self.spec.port
+
+    def _write_config(self, paths: dict[str, Path], sku: gpus.GpuSku) -> Path:
+        logs_dir = self.dir / "logs"
+        logs_dir.mkdir()
+        log_entries: list[dict[str, Any]] = []
+        default_file = logs_dir / "default.log"
+        if self.spec.job_log is not None:
+            default_file.write_text(_to_cri(self.spec.job_log.read_text()))
+        else:
+            default_file.write_text(_to_cri(PROFILES["tf-mnist"].reference_log(sku.device_name)))
+            for profile in PROFILES.values():
+                target = logs_dir / f"{profile.name}.log"
+                target.write_text(_to_cri(profile.reference_log(sku.device_name)))
+                containers = [profile.name]
+                if profile.name == "tf-mnist":
+                    containers.append(SEED_JOB_CONTAINER)
+                log_entries.append({"containers": containers, "logsFile": str(target)})
+        plugin_file = logs_dir / "device-plugin.log"
+        plugin_file.write_text(_to_cri(PLUGIN_LOG))
+        log_entries.append({"containers": list(PLUGIN_CONTAINERS), "logsFile": str(plugin_file)})
+        log_entries.append({"logsFile": str(default_file)})
+        kwokctl_config = {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokctlConfiguration",
+            "options": {
+                "runtime": "binary",
+                "bindAddress": "127.0.0.1",
+                "kubeVersion": binaries.KUBERNETES_VERSION,
+                "kubeApiserverBinary": str(paths["kube-apiserver"]),
+                "kubeControllerManagerBinary": str(paths["kube-controller-manager"]),
+                "kubeSchedulerBinary": str(paths["kube-scheduler"]),
+                "kubectlBinary": str(paths["kubectl"]),
+                "etcdBinary": str(paths["etcd"]),
+                "kwokControllerBinary": str(paths["kwok"]),
+            },
+        }
+        cluster_logs = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterLogs",
+            "metadata": {"name": "gpu-conformance-workloads"},
+            "spec": {"logs": log_entries},
+        }
+        target = self.dir / "kwokctl.yaml"
+        target.write_text(yaml.safe_dump_all([kwokctl_config, cluster_logs], sort_keys=False))
+        (self.dir / "spec.json").write_text(json.dumps({
+            "gpu_nodes": self.spec.gpu_nodes, "gpus_per_node": self.spec.gpus_per_node,
+            "vm_size": sku.vm_size, "device_name": sku.device_name,
+        }))
+        return target
+
+    def _create_nodes(self, sku: gpus.GpuSku, log: Log) -> None:
+        api = new_api_client(self.kubeconfig, None)
+        core = client.CoreV1Api(api)
+        taints = [dict(nodes.GPU_TAINT)] if self.spec.taint_gpu_nodes else None
+        manifests = [nodes.system_node("aks-system-00000000")]
+        manifests += [
+            nodes.gpu_node(f"aks-gpu-{i:08d}", sku, self.spec.gpus_per_node, taints=taints)
+            for i in range(self.spec.gpu_nodes)
+        ]
+        for manifest in manifests:
+            manifest["metadata"]["labels"].update(self.spec.extra_node_labels)
+            try:
+                call(core.create_node, manifest)
+            except client.exceptions.ApiException as exc:
+                if not is_conflict(exc):
+                    raise ClusterError(f"cannot create node {manifest['metadata']['name']}: "
+                                       f"{short(exc)}") from None
+        wanted = {m["metadata"]["name"] for m in manifests}
+
+        def ready(items: list[Any]) -> Verdict:
+            ok = {n.metadata.name for n in items if _node_ready(n)} & wanted
+            return Verdict(ok == wanted, f"{len(ok)}/{len(wanted)} nodes Ready")
+
+        wait_for(f"{len(wanted)} nodes Ready", core.list_node, ready,
+                 timeout=NODES_READY_TIMEOUT, timeout_name="nodes-ready", progress=log)
+        api.close()
+
+    # --- down -----------------------------------------------------------------------------
+    def down(self, log: Log = _say) -> bool:
+        """Stop every process and remove the cluster's files; False if there was nothing."""
+        existed = self.exists()
+        if self.kwok_dir.exists():
+            try:
+                paths = {p: binaries.find(p) for p in ("kwokctl",)}
+                kwokctl = paths["kwokctl"]
+                if kwokctl is not None:
+                    self._kwokctl({"kwokctl": kwokctl}, "delete", "cluster", "--name",
+                                  self.spec.name, "--kubeconfig", "", timeout=60, log=log)
+            except ClusterError as exc:
+                log(f"kwokctl delete failed ({exc}); stopping the processes directly")
+            self._kill_leftovers(log)
+        shutil.rmtree(self.kwok_dir, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if existed:
+            log(f"cluster {self.spec.name!r} removed")
+        return existed
+
+    def pids(self) -> list[int]:
+        """Processes this cluster started that are still alive (from kwokctl's pid files)."""
+        found = []
+        for pid_file in (self.kwok_dir / "pids").glob("*.pid") if self.kwok_dir.exists() else []:
+            try:
+                pid = int(pid_file.read_text().strip())
+            except ValueError:
+                continue
+            if _alive(pid):
+                found.append(pid)
+        return found
+
+    def _kill_leftovers(self, log: Log) -> None:
+        for pid in self.pids():
+            log(f"stopping leftover process {pid}")
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        deadline = time.monotonic() + 10
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    # --- status ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": self.spec.name, "exists": self.exists(),
+                                "kubeconfig": str(self.kubeconfig), "processes": len(self.pids())}
+        spec_file = self.dir / "spec.json"
+        if spec_file.is_file():
+            info.update(json.loads(spec_file.read_text()))
+        return info
+
+    # --- helpers --------------------------------------------------------------------------
+    def _kwokctl(self, paths: dict[str, Path], *args: str, timeout: float, log: Log) -> None:
+        env = {**os.environ, "KWOK_WORKDIR": str(kwok_workdir())}
+        # kwokctl looks for helpers (kubectl) on PATH too: the pinned ones must come first
+        env["PATH"] = os.pathsep.join([str(p.parent) for p in paths.values()] + [env.get("PATH", "")])
+        log_file = self.dir / "kwokctl.log" if self.dir.exists() else None
+        try:
+            run = subprocess.run([str(paths["kwokctl"]), *args], env=env, capture_output=True,
+                                 text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise ClusterError(f"kwokctl {args[0]} {args[1]} did not finish within {timeout:g}s"
+                               ) from None
+        if log_file is not None:
+            with log_file.open("a") as handle:
+                handle.write(run.stdout + run.stderr)
+        if run.returncode != 0:
+            raise ClusterError(f"kwokctl {args[0]} {args[1]} failed: {_last_error(run.stderr)}",
+                               hint=f"see {log_file}" if log_file else "")
+
+
+def _last_error(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "error" in line.lower() or "fail" in line.lower():
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and ") Z " in stat.read_text())
+
+
+def _node_ready(node: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))

@@ -1,0 +1,218 @@
+"""The pytest plugin: options, markers, the run's lifecycle, diagnostics and report properties.
+
+Loaded by the repository's conftest.py. Nothing here touches a cluster during
+configuration or collection-only runs: the run starts at session start, and only
+when tests will actually run.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Generator
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from gpu_conformance import checks, settings
+from gpu_conformance.errors import GpuConformanceError, UsageError
+from gpu_conformance.kube import call, short
+from gpu_conformance.run import RunContext, RunInfo, sweep_namespaces
+
+SETTINGS_KEY = pytest.StashKey[settings.Settings]()
+CONTEXT_KEY = pytest.StashKey[RunContext]()
+INFO_KEY = pytest.StashKey[RunInfo]()
+NODES_KEY = pytest.StashKey[list[str]]()
+PROPS_KEY = pytest.StashKey[dict[str, str]]()
+WORKERINPUT = "gpu_conformance_run"
+NO_GPU_NODE = "no-gpu-node-found"
+NOT_STARTED = "run-not-started"
+
+MARKERS = (
+    "gpu_suite(name): a conformance suite (rollout, capacity, workload, device)",
+    "integration: needs the offline cluster's real processes",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    try:
+        config.stash[SETTINGS_KEY] = settings.Settings.from_config(config)
+    except UsageError as exc:
+        raise pytest.UsageError(exc.one_line()) from None
+    config.stash[PROPS_KEY] = {}
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and WORKERINPUT in workerinput:
+        config.stash[INFO_KEY] = RunInfo.from_json(workerinput[WORKERINPUT])
+
+
+def _log(line: str) -> None:
+    print(f"[gpu-conformance] {line}", file=sys.stderr, flush=True)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if _is_worker(config) or config.option.collectonly:
+        return
+    chosen = config.stash[SETTINGS_KEY]
+    dry_run = _aks_dry_run(config)
+    if dry_run is not None:
+        print(dry_run, flush=True)
+        pytest.exit("--aks-dry-run: plan printed, nothing called", returncode=0)
+    # CI cancellations send SIGTERM: make it run the same cleanup as Ctrl-C
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        context = RunContext.from_pytest_config(config, chosen, _log)
+        config.stash[CONTEXT_KEY] = context
+        info = context.start()
+    except GpuConformanceError as exc:
+        code = pytest.ExitCode.USAGE_ERROR if isinstance(exc, UsageError) else \
+            pytest.ExitCode.INTERNAL_ERROR
+        pytest.exit(f"gpu-conformance: {exc.one_line()}", returncode=code)
+    config.stash[INFO_KEY] = info
+    _add_properties(config, info.properties)
+    _log(f"run {info.run_id}: {info.backend} cluster {info.cluster_name!r}, "
+         f"{info.properties.get('gpu_node_count')} GPU node(s)")
+
+
+def _aks_dry_run(config: pytest.Config) -> str | None:
+    if config.getoption("aks_dry_run", default=False):
+        from gpu_conformance.backends import aks
+
+        text: str = aks.dry_run_text(config)
+        return text
+    return None
+
+
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: hand the run to each worker (they attach, never provision)."""
+    info = node.config.stash.get(INFO_KEY, None)
+    if info is not None:
+        node.workerinput[WORKERINPUT] = info.to_json()
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    props = getattr(node, "workeroutput", {}).get("gpu_conformance_properties", {})
+    _add_properties(node.config, props)
+
+
+def _add_properties(config: pytest.Config, props: dict[str, str]) -> None:
+    from _pytest.junitxml import xml_key
+
+    config.stash[PROPS_KEY].update(props)
+    if _is_worker(config):
+        workeroutput: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
+        collected: dict[str, str] = config.stash[PROPS_KEY]
+        workeroutput["gpu_conformance_properties"] = dict(collected)
+        return
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        for key, value in props.items():
+            xml.add_global_property(key, value)
+
+
+def add_run_property(config: pytest.Config, key: str, value: str) -> None:
+    """A fact learned during the run (e.g. driver version) for the JUnit report."""
+    _add_properties(config, {key: value})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    context = config.stash.get(CONTEXT_KEY, None)
+    if context is None:
+        return
+    failures: list[str] = []
+    info = config.stash.get(INFO_KEY, None)
+    try:
+        if info is not None:
+            api = info.api_client()
+            try:
+                failures += sweep_namespaces(api, info.run_id,
+                                             config.stash[SETTINGS_KEY].timeouts["cleanup"], _log)
+            except Exception as exc:
+                failures.append(f"namespace sweep: {short(exc)}")
+            finally:
+                api.close()
+        failures += context.finish()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if failures:
+        _add_properties(config, {"cleanup_failures": " | ".join(failures)})
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED if exitstatus == 0 else exitstatus
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    config = metafunc.config
+    if "gpu_node_name" in metafunc.fixturenames:
+        names = gpu_node_names(config)
+        metafunc.parametrize("gpu_node_name", names, ids=names)
+    if "workload_profile" in metafunc.fixturenames:
+        chosen = config.stash[SETTINGS_KEY].workloads
+        metafunc.parametrize("workload_profile", chosen, ids=list(chosen))
+
+
+def gpu_node_names(config: pytest.Config) -> list[str]:
+    """GPU node names to parametrize per-node tests; placeholders when no run started."""
+    cached = config.stash.get(NODES_KEY, None)
+    if cached is not None:
+        return cached
+    info = config.stash.get(INFO_KEY, None)
+    if info is None:
+        names = [NOT_STARTED]
+    else:
+        from kubernetes import client
+
+        api = info.api_client()
+        try:
+            nodes = call(client.CoreV1Api(api).list_node).items
+        finally:
+            api.close()
+        names = [n.name for n in checks.find_gpu_nodes(nodes)] or [NO_GPU_NODE]
+    config.stash[NODES_KEY] = names
+    return names
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[Any, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or call.when == "teardown" or item.get_closest_marker("gpu_suite") is None:
+        return
+    info = item.config.stash.get(INFO_KEY, None)
+    if info is None:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    namespaces = [ns for ns in (funcargs.get("run_namespace"),) if isinstance(ns, str)]
+    if info.plugin:
+        namespaces.append(info.plugin["namespace"])
+    from gpu_conformance import diagnostics
+
+    try:
+        api = info.api_client()
+        try:
+            text = diagnostics.collect(api, namespaces)
+        finally:
+            api.close()
+    except Exception as exc:
+        text = f"(diagnostics unavailable: {short(exc)})"
+    longrepr = report.longrepr
+    if hasattr(longrepr, "addsection"):
+        longrepr.addsection("gpu-conformance diagnostics", text)
+    else:
+        report.sections.append(("gpu-conformance diagnostics", text))

@@ -1,0 +1,134 @@
+"""Bounded list+watch waits that report what they last saw.
+
+Every wait names what it expects and the named timeout that bounds it; it stops at once
+when the objects reach a state they cannot leave; on timeout the error says
+"expected <description>, got instead: <last state>".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+from gpu_conformance.errors import FinalStateError, WaitTimeout
+from gpu_conformance.kube import call, is_transient, short
+
+WATCH_CHUNK_SECONDS = 30  # the server closes each watch after this; the wait then resumes
+PROGRESS_EVERY = 15.0  # a "still waiting" line at least this often during long waits
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ``evaluate`` says of the objects seen so far."""
+
+    done: bool
+    summary: str
+    #: set when the objects are in a state they cannot leave: the wait fails at once
+    final: str | None = None
+
+
+def wait_for(
+    description: str,
+    list_fn: Callable[..., Any],
+    evaluate: Callable[[list[Any]], Verdict],
+    *,
+    timeout: float,
+    timeout_name: str,
+    progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    recheck_every: float | None = None,
+    **list_kwargs: Any,
+) -> list[Any]:
+    """List, then watch ``list_fn`` until ``evaluate`` says done; never longer than ``timeout``."""
+    deadline = clock() + timeout
+    objects: dict[str, Any] = {}
+    verdict = Verdict(False, "nothing observed yet")
+    reporter = _Progress(progress, description, clock)
+    resource_version: str | None = None
+
+    def judge() -> Verdict:
+        nonlocal verdict
+        verdict = evaluate(list(objects.values()))
+        reporter.update(verdict.summary)
+        if verdict.final:
+            raise FinalStateError(f"expected {description}, but {verdict.final}")
+        return verdict
+
+    while True:
+        if resource_version is None:
+            listed = call(list_fn, **list_kwargs)
+            objects = {item.metadata.uid: item for item in listed.items}
+            resource_version = listed.metadata.resource_version
+            if judge().done:
+                return list(objects.values())
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise WaitTimeout(
+                f"timed out after {timeout:g}s ({timeout_name} timeout): expected {description}, "
+                f"got instead: {verdict.summary}"
+            )
+        # recheck_every: states that change with time alone (e.g. "unschedulable for 10 s")
+        # need a fresh look even when no event arrives
+        chunk = max(1, int(min(remaining, recheck_every or WATCH_CHUNK_SECONDS, WATCH_CHUNK_SECONDS)))
+        stream = watch.Watch()
+        try:
+            for event in stream.stream(
+                list_fn, resource_version=resource_version, timeout_seconds=chunk,
+                _request_timeout=chunk + 5, allow_watch_bookmarks=True, **list_kwargs,
+            ):
+                kind, obj = event["type"], event["object"]
+                if kind == "ERROR":
+                    resource_version = None  # expired resourceVersion: relist
+                    break
+                resource_version = obj.metadata.resource_version
+                if kind == "BOOKMARK":
+                    continue
+                if kind == "DELETED":
+                    objects.pop(obj.metadata.uid, None)
+                else:
+                    objects[obj.metadata.uid] = obj
+                if judge().done:
+                    return list(objects.values())
+                if clock() >= deadline:
+                    break
+            if recheck_every:
+                resource_version = None
+        except ApiException as exc:
+            if exc.status != 410 and not is_transient(exc):
+                raise
+            resource_version = None
+        except Exception as exc:  # the watch connection dropped: relist within the deadline
+            if not is_transient(exc):
+                raise
+            reporter.note(f"watch interrupted ({short(exc)}); listing again")
+            resource_version = None
+        finally:
+            stream.stop()
+
+
+class _Progress:
+    """Progress lines: each change of state, and a reminder during long quiet spells."""
+
+    def __init__(self, sink: Callable[[str], None] | None, description: str,
+                 clock: Callable[[], float]) -> None:
+        self.sink, self.description, self.clock = sink, description, clock
+        self.started = clock()
+        self.last_summary: str | None = None
+        self.last_time = self.started
+
+    def update(self, summary: str) -> None:
+        now = self.clock()
+        if summary != self.last_summary or now - self.last_time >= PROGRESS_EVERY:
+            self.note(summary)
+
+    def note(self, text: str) -> None:
+        now = self.clock()
+        self.last_summary = text if not text.startswith("watch ") else self.last_summary
+        self.last_time = now
+        if self.sink:
+            self.sink(f"[{now - self.started:5.1f}s] {text}")
