@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from gpu_conformance.errors import UsageError
 from gpu_conformance.workloads.base import GPU_TOLERATIONS, LogReport, WorkloadProfile
+from gpu_conformance.workloads.cuda_vectoradd import PROFILE as CUDA_VECTORADD
+from gpu_conformance.workloads.nvidia_smi import PROFILE as NVIDIA_SMI
 from gpu_conformance.workloads.tf_mnist import PROFILE as TF_MNIST
+from gpu_conformance.workloads.torch_probe import PROFILE as TORCH
 
-PROFILES: dict[str, WorkloadProfile] = {p.name: p for p in (TF_MNIST,)}
+PROFILES: dict[str, WorkloadProfile] = {
+    p.name: p for p in (TF_MNIST, CUDA_VECTORADD, NVIDIA_SMI, TORCH)
+}
 DEFAULT_PROFILE = TF_MNIST.name
 
 

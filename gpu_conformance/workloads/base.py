@@ -53,6 +53,10 @@ class WorkloadProfile:
     volumes: list[dict[str, Any]] = field(default_factory=list)
     volume_mounts: list[dict[str, Any]] = field(default_factory=list)
     env: list[dict[str, str]] = field(default_factory=list)
+    #: False when a healthy run may name no device (cuda-vectoradd where the image lacks
+    #: nvidia-smi): the device check then accepts an empty LogReport.devices, provided
+    #: LogReport.success is True; names it does find are still checked
+    requires_device_line: bool = True
 
     def job_manifest(
         self,
