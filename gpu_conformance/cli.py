@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from gpu_conformance import binaries
 from gpu_conformance.errors import GpuConformanceError, UsageError
@@ -55,16 +57,25 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is our one-line usage error, not usage text + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gpu-conformance",
         description="Offline GPU cluster and helpers for the gpu-conformance pytest suites.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
 
     cluster = commands.add_parser("cluster", help="the offline cluster (real control plane, "
                                   "simulated GPU nodes)")
-    actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                     parser_class=_Parser)
     up = actions.add_parser("up", help="start it; prints the kubeconfig path last")
     up.add_argument("--name", default=DEFAULT_NAME)
     up.add_argument("--gpu-nodes", type=_positive_int, default=2, help="GPU nodes (default 2)")
@@ -99,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         code: int = args.func(args)
     except UsageError as exc:
         _err(f"gpu-conformance: error: {exc.one_line()}")
@@ -111,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("gpu-conformance: interrupted")
         return 130
+    except Exception as exc:  # a bug, not a user mistake: still one line unless asked
+        if os.environ.get("GPU_CONFORMANCE_DEBUG"):
+            raise
+        _err(f"gpu-conformance: internal error: {type(exc).__name__}: "
+             f"{' '.join(str(exc).split())[:300]} (GPU_CONFORMANCE_DEBUG=1 shows the traceback)")
+        return 70
     return code
 
 

@@ -55,7 +55,8 @@ def collect(api: client.ApiClient, namespaces: Iterable[str], *, label_selector:
             out += _section(f"pods in {ns}", (_pod_line(p) for p in pods))
             texts += [_pod_line(p) for p in pods]
             if with_logs:
-                for pod in pods:
+                # healthy long-running pods (plugin pods that are Ready) tell nothing: skip them
+                for pod in [p for p in pods if not _healthy_running(p)]:
                     for container in pod.spec.containers:
                         tail = _log_tail(core, pod, container.name)
                         texts.append(tail)
@@ -71,6 +72,12 @@ def collect(api: client.ApiClient, namespaces: Iterable[str], *, label_selector:
     if len(text) > MAX_CHARS:
         text = text[:MAX_CHARS] + f"\n... (diagnostics cut at {MAX_CHARS} characters)"
     return text
+
+
+def _healthy_running(pod: Any) -> bool:
+    status = pod.status
+    return bool(status and status.phase == "Running" and all(
+        cs.ready for cs in status.container_statuses or []))
 
 
 def _pod_line(pod: Any) -> str:

@@ -89,7 +89,8 @@ def sku_for_product(product: str) -> GpuSku | None:
     return None
 
 
-_SUFFIXES = re.compile(r"(-SHARED|-MIG-[0-9a-z.]+)+$", re.IGNORECASE)
+# GFD labels write "-SHARED" / "-MIG-1g.5gb"; CUDA names MIG instances "... MIG 1g.5gb"
+_SUFFIXES = re.compile(r"([-\s]SHARED|[-\s]MIG[-\s][0-9a-z.+]+)+$", re.IGNORECASE)
 
 
 def normalize_device_name(name: str) -> str:

@@ -60,9 +60,7 @@ def node_manifest(
             "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
         },
         "spec": {"taints": taints or []},
-        "status": {"capacity": capacity, "allocatable": allocatable,
-                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                                "kubeletVersion": "fake", "containerRuntimeVersion": "kwok"}},
+        "status": {"capacity": capacity, "allocatable": allocatable},
     }
 
 

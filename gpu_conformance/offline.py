@@ -87,12 +87,27 @@ class OfflineClusterSpec:
             raise UsageError(f"--port must be between 1 and 65535, got {self.port}")
 
 
+def state_dir() -> Path:
+    """Where clusters live: ``$GPU_CONFORMANCE_STATE``, else ``.gpu-conformance/`` in the checkout.
+
+    Inside the checkout on purpose: pytest looks for its ini file upward from path-like
+    arguments, so ``pytest --kubeconfig <this cluster's kubeconfig>`` finds the project's
+    pytest.ini. (Binaries stay in the shared cache: they are big and reused.)
+    """
+    explicit = os.environ.get("GPU_CONFORMANCE_STATE")
+    if explicit:
+        return Path(explicit)
+    if (binaries.REPO_ROOT / "pytest.ini").is_file():
+        return binaries.REPO_ROOT / ".gpu-conformance"
+    return binaries.cache_dir()
+
+
 def clusters_root() -> Path:
-    return binaries.cache_dir() / "clusters"
+    return state_dir() / "clusters"
 
 
 def kwok_workdir() -> Path:
-    return binaries.cache_dir() / "kwok"
+    return state_dir() / "kwok"
 
 
 def _to_cri(text: str) -> str:
@@ -110,7 +125,7 @@ I0101 00:00:00.000000       1 main.go:200] Starting Plugins.
 I0101 00:00:00.000000       1 main.go:257] Loading configuration.
 I0101 00:00:00.000000       1 main.go:340] Retrieving plugins.
 I0101 00:00:00.000000       1 server.go:176] Starting GRPC server for 'nvidia.com/gpu'
-I0101 00:00:00.000000       1 server.go:117] Starting to serve 'nvidia.com/gpu' on /var/lib/kubelet/device-plugins/nvidia-gpu.sock
+I0101 00:00:00.000000       1 server.go:117] Starting to serve 'nvidia.com/gpu' on nvidia-gpu.sock
 I0101 00:00:00.000000       1 server.go:125] Registered device plugin for 'nvidia.com/gpu' with Kubelet
 """
 
@@ -261,8 +276,11 @@ class OfflineCluster:
                 paths = {p: binaries.find(p) for p in ("kwokctl",)}
                 kwokctl = paths["kwokctl"]
                 if kwokctl is not None:
+                    # kwokctl delete refuses an empty --kubeconfig; give it a scratch file so
+                    # it never edits the user's ~/.kube/config
+                    scratch = self.kwok_dir / "scratch-kubeconfig.yaml"
                     self._kwokctl({"kwokctl": kwokctl}, "delete", "cluster", "--name",
-                                  self.spec.name, "--kubeconfig", "", timeout=60, log=log)
+                                  self.spec.name, "--kubeconfig", str(scratch), timeout=60, log=log)
             except ClusterError as exc:
                 log(f"kwokctl delete failed ({exc}); stopping the processes directly")
             self._kill_leftovers(log)

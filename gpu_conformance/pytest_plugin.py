@@ -157,6 +157,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED if exitstatus == 0 else exitstatus
 
 
+SUITE_ORDER = ("rollout", "capacity", "workload", "device")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Suites run in the seed guide's order: plugin, capacity, Job, device line."""
+
+    def rank(item: pytest.Item) -> int:
+        marker = item.get_closest_marker("gpu_suite")
+        name = marker.args[0] if marker and marker.args else ""
+        return SUITE_ORDER.index(name) if name in SUITE_ORDER else len(SUITE_ORDER)
+
+    items.sort(key=rank)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     if "gpu_node_name" in metafunc.fixturenames:

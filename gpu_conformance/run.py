@@ -67,7 +67,7 @@ class RunContext:
 
     @classmethod
     def from_pytest_config(cls, config: Any, settings: Settings, log: Log) -> RunContext:
-        return cls(settings, backend_from_config(config), new_run_id(), log)
+        return cls(settings, backend_from_config(config, settings.backend), new_run_id(), log)
 
     def start(self) -> RunInfo:
         """Provision (or attach), then make sure a device plugin is there. Cleanup first."""

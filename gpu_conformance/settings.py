@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,10 +95,12 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(opt.ini, opt.help, type="linelist", default=[])
         else:
             parser.addini(opt.ini, opt.help, type="string", default="")
-    for flag, kwargs in SHARED_WITH_PYTEST_KIND:
-        # pytest-kind, when installed, already defines these: reuse them, don't clash
-        with contextlib.suppress(ValueError):
-            group.addoption(flag, **kwargs)
+    # pytest-kind, when installed, defines these (it may load before or after this plugin):
+    # reuse its options, and define them only where it is absent
+    if importlib.util.find_spec("pytest_kind") is None:
+        for flag, kwargs in SHARED_WITH_PYTEST_KIND:
+            with contextlib.suppress(ValueError):
+                group.addoption(flag, **kwargs)
     for module_name in BACKEND_OPTION_MODULES:
         try:
             module = importlib.import_module(module_name)

@@ -6,6 +6,7 @@ option), so a slow real cluster gets more time without editing code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gpu_conformance.errors import UsageError
@@ -67,7 +68,7 @@ def parse_overrides(items: list[str]) -> dict[str, float]:
                 seconds = float(value)
             except ValueError:
                 seconds = -1.0
-            if not sep or seconds <= 0:
+            if not sep or not math.isfinite(seconds) or seconds <= 0:
                 raise UsageError(f"bad timeout {part!r}: expected NAME=SECONDS with SECONDS > 0")
             result[name.strip()] = seconds
     return result

@@ -28,6 +28,7 @@ def test_device_line_names_expected_gpu(workload_profile: str, workload_runner: 
     min_accuracy = gpu_settings.min_accuracy if gpu_settings.min_accuracy is not None \
         else profile.min_accuracy
     problems = checks.device_problems(result.report, expected, min_accuracy,
-                                      needs_device=profile.name != "cuda-vectoradd")
+                                      needs_device=profile.requires_device_line
+                                      or bool(result.report.devices))
     assert not problems, (f"pod {result.pod_name} on node {result.node_name}: "
                           + "; ".join(problems))

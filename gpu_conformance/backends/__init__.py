@@ -20,9 +20,8 @@ BACKENDS = {
 }
 
 
-def backend_from_config(config: pytest.Config) -> ClusterBackend:
-    """The backend ``--backend`` names, built from the run's options (no cluster touched)."""
-    name = str(config.getoption("gpu_backend"))
+def backend_from_config(config: pytest.Config, name: str) -> ClusterBackend:
+    """The backend ``name``, built from the run's options (no cluster touched)."""
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     module = importlib.import_module(BACKENDS[name])

@@ -73,7 +73,7 @@ class WorkloadProfile:
             "name": self.name,
             "image": self.image,
             "imagePullPolicy": "IfNotPresent",
-            "resources": {"limits": {"nvidia.com/gpu": gpus}},
+            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
         }
         if self.command:
             container["command"] = list(self.command)

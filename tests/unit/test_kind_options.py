@@ -15,7 +15,7 @@ SHOW = """
 from gpu_conformance.backends import backend_from_config
 
 def test_show(request):
-    backend = backend_from_config(request.config)
+    backend = backend_from_config(request.config, "kind")
     s = backend.settings
     print()
     print("NAME", backend.name, s.cluster_name, s.keep_cluster, s.node_image, s.kind_bin)

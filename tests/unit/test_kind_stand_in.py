@@ -43,7 +43,7 @@ def test_stand_in_prints_the_reference_log(profile: WorkloadProfile) -> None:
     container = _container(profile)
     assert container["image"] == kind.STAND_IN_IMAGES.workload
     assert container["args"] == []
-    assert container["resources"] == {"limits": {gpus.GPU_RESOURCE: 1}}
+    assert container["resources"] == {"limits": {gpus.GPU_RESOURCE: "1"}}
     sh = shutil.which("sh")
     assert sh
     run = subprocess.run([sh, *container["command"][1:]], env=_kubelet_env(container["env"]),

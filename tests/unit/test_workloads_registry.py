@@ -60,7 +60,8 @@ def test_job_manifest_asks_for_gpus_and_tolerates_gpu_taints(name: str, count: i
     container = container_of(job)
     assert container["name"] == name
     assert container["image"] == profile.image and ":" in profile.image
-    assert container["resources"]["limits"] == {"nvidia.com/gpu": count}
+    # quantities are strings in the API (the typed client rejects ints)
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": str(count)}
     assert profile.command or profile.args or name == "tf-mnist"
     mounted = {m["name"] for m in container.get("volumeMounts", [])}
     assert mounted == {v["name"] for v in pod.get("volumes", [])}

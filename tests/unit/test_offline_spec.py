@@ -1,0 +1,138 @@
+"""The offline cluster's pure parts: spec validation, the simulated SKU, CRI logs, node manifests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpu_conformance import gpus, nodes
+from gpu_conformance.errors import UsageError
+from gpu_conformance.offline import OfflineClusterSpec, _to_cri
+
+# --- validate ----------------------------------------------------------------------------------
+
+def test_defaults_are_valid() -> None:
+    OfflineClusterSpec().validate()
+    OfflineClusterSpec(name="a", gpu_nodes=0, gpus_per_node=64, port=65535).validate()
+    OfflineClusterSpec(name="a" * 40, gpu_nodes=200, gpus_per_node=1, port=1).validate()
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"name": "Foo_Bar"}, "bad cluster name 'Foo_Bar': use lowercase letters, digits and '-' (max 40)"),
+    ({"name": "-lead"}, "bad cluster name '-lead': use lowercase letters, digits and '-' (max 40)"),
+    ({"name": "trail-"}, "bad cluster name 'trail-': use lowercase letters, digits and '-' (max 40)"),
+    ({"name": "a" * 41}, f"bad cluster name {'a' * 41!r}: use lowercase letters, digits and '-' (max 40)"),
+    ({"name": ""}, "bad cluster name '': use lowercase letters, digits and '-' (max 40)"),
+    ({"gpu_nodes": -1}, "--gpu-nodes must be between 0 and 200, got -1"),
+    ({"gpu_nodes": 201}, "--gpu-nodes must be between 0 and 200, got 201"),
+    ({"gpus_per_node": 0}, "--gpus-per-node must be between 1 and 64, got 0"),
+    ({"gpus_per_node": 65}, "--gpus-per-node must be between 1 and 64, got 65"),
+    ({"port": 0}, "--port must be between 1 and 65535, got 0"),
+    ({"port": 65536}, "--port must be between 1 and 65535, got 65536"),
+])
+def test_validate_rejects(changes: dict[str, object], message: str) -> None:
+    spec = OfflineClusterSpec(**changes)  # type: ignore[arg-type]
+    with pytest.raises(UsageError) as info:
+        spec.validate()
+    assert str(info.value) == message
+
+
+def test_validate_job_log_must_be_a_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=rf"^--job-log {tmp_path} does not exist$"):
+        OfflineClusterSpec(job_log=tmp_path).validate()
+    log = tmp_path / "job.log"
+    log.write_text("name: Tesla T4\n")
+    OfflineClusterSpec(job_log=log).validate()
+
+
+# --- sku -----------------------------------------------------------------------------------------
+
+def test_sku_default_is_the_t4_size() -> None:
+    sku = OfflineClusterSpec().sku()
+    assert (sku.vm_size, sku.device_name, sku.count) == ("Standard_NC4as_T4_v3", "Tesla T4", 1)
+
+
+@pytest.mark.parametrize(("product", "vm_size", "device"), [
+    ("Tesla T4", "Standard_NC4as_T4_v3", "Tesla T4"),
+    ("NVIDIA-H100-80GB-HBM3", "Standard_ND96isr_H100_v5", "NVIDIA H100 80GB HBM3"),
+    ("standard_nd96isr_h200_v5", "Standard_ND96isr_H200_v5", "NVIDIA H200"),
+    ("Tesla-K80", "Standard_NC6", "Tesla K80"),
+])
+def test_sku_from_device_name_product_label_or_vm_size(product: str, vm_size: str, device: str) -> None:
+    sku = OfflineClusterSpec(gpu_product=product).sku()
+    assert (sku.vm_size, sku.device_name) == (vm_size, device)
+
+
+def test_sku_unknown_product_is_simulated_on_the_default_shape() -> None:
+    sku = OfflineClusterSpec(gpu_product="NVIDIA-B200").sku()
+    assert sku == gpus.GpuSku("Standard_NC4as_T4_v3", "NVIDIA B200", 1, 15360)
+    assert sku.product_label == "NVIDIA-B200"
+
+
+# --- _to_cri -------------------------------------------------------------------------------------
+
+def test_to_cri_converts_plain_lines() -> None:
+    assert _to_cri("name: Tesla T4\n\nPASSED") == (
+        "2026-01-01T00:00:00.000000000Z stdout F name: Tesla T4\n"
+        "2026-01-01T00:00:00.000000000Z stdout F \n"
+        "2026-01-01T00:00:00.000000000Z stdout F PASSED\n"
+    )
+
+
+def test_to_cri_keeps_cri_input_and_ends_it_with_newline() -> None:
+    cri = "2025-06-01T10:00:00.123Z stderr F oops\n2025-06-01T10:00:01.000Z stdout P part"
+    assert _to_cri(cri) == cri + "\n"
+    assert _to_cri(cri + "\n") == cri + "\n"
+
+
+def test_to_cri_empty() -> None:
+    assert _to_cri("") == ""
+
+
+# --- nodes ---------------------------------------------------------------------------------------
+
+def test_gpu_node_manifest() -> None:
+    sku = gpus.VM_SIZES["standard_nc64as_t4_v3"]
+    manifest = nodes.gpu_node("aks-gpu-00000000", sku, 4, healthy=3, taints=[dict(nodes.GPU_TAINT)])
+    labels = manifest["metadata"]["labels"]
+    assert labels["kubernetes.io/hostname"] == "aks-gpu-00000000"
+    assert labels[nodes.SIMULATED_LABEL] == "true"
+    assert {k: labels[k] for k in (gpus.INSTANCE_TYPE_LABEL, gpus.LEGACY_INSTANCE_TYPE_LABEL,
+                                   gpus.AKS_ACCELERATOR_LABEL, gpus.ACCELERATOR_LABEL,
+                                   gpus.PRODUCT_LABEL, gpus.COUNT_LABEL, gpus.MEMORY_LABEL,
+                                   gpus.PRESENT_LABEL, gpus.AKS_AGENTPOOL_LABEL)} == {
+        gpus.INSTANCE_TYPE_LABEL: "Standard_NC64as_T4_v3",
+        gpus.LEGACY_INSTANCE_TYPE_LABEL: "Standard_NC64as_T4_v3",
+        gpus.AKS_ACCELERATOR_LABEL: "nvidia",
+        gpus.ACCELERATOR_LABEL: "nvidia",
+        gpus.PRODUCT_LABEL: "Tesla-T4",
+        gpus.COUNT_LABEL: "4",
+        gpus.MEMORY_LABEL: "15360",
+        gpus.PRESENT_LABEL: "true",
+        gpus.AKS_AGENTPOOL_LABEL: "gpu",
+    }
+    assert manifest["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+    assert manifest["status"]["capacity"][gpus.GPU_RESOURCE] == "4"
+    assert manifest["status"]["allocatable"][gpus.GPU_RESOURCE] == "3"
+    assert manifest["spec"]["taints"] == [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]
+
+
+def test_gpu_node_defaults_healthy_and_untainted() -> None:
+    manifest = nodes.gpu_node("n", gpus.VM_SIZES["standard_nc4as_t4_v3"], 2)
+    assert manifest["status"]["allocatable"][gpus.GPU_RESOURCE] == "2"
+    assert manifest["spec"]["taints"] == []
+
+
+def test_gpu_node_labels_are_what_the_checks_expect() -> None:
+    sku = gpus.VM_SIZES["standard_nc64as_t4_v3"]
+    labels = nodes.gpu_node_labels(sku, 2)
+    assert gpus.looks_like_gpu_node(labels, None) == "label accelerator=nvidia"
+    assert gpus.expected_gpu_count(labels) == 2
+    assert gpus.expected_gpu(labels).display == "Tesla T4"
+
+
+def test_system_node_has_no_gpu() -> None:
+    manifest = nodes.system_node("aks-system-00000000")
+    assert gpus.GPU_RESOURCE not in manifest["status"]["capacity"]
+    assert gpus.looks_like_gpu_node(manifest["metadata"]["labels"], manifest["status"]["capacity"]) is None
