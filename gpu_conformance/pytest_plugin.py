@@ -91,9 +91,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _aks_dry_run(config: pytest.Config) -> str | None:
-    if config.getoption("aks_dry_run", default=False):
-        from gpu_conformance.backends import aks
+    """The AKS plan when a dry run is asked for (flag, env or ini), else None."""
+    from gpu_conformance.backends import aks
 
+    if aks.is_dry_run(config):
         text: str = aks.dry_run_text(config)
         return text
     return None
@@ -144,7 +145,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             api = info.api_client()
             try:
                 failures += sweep_namespaces(api, info.run_id,
-                                             config.stash[SETTINGS_KEY].timeouts["cleanup"], _log)
+                                             config.stash[SETTINGS_KEY].timeouts["cleanup"], _log,
+                                             wait=info.cluster_outlives_run)
             except Exception as exc:
                 failures.append(f"namespace sweep: {short(exc)}")
             finally:

@@ -39,6 +39,11 @@ def new_run_id() -> str:
 class RunInfo:
     """What workers need to know about the run: JSON-serializable."""
 
+    #: the cluster outlives the run (attach, or kept): leave it exactly as found
+    @property
+    def cluster_outlives_run(self) -> bool:
+        return self.backend == "attach" or self.properties.get("cluster_kept") == "true"
+
     run_id: str
     backend: str
     kubeconfig: str | None
@@ -60,14 +65,23 @@ class RunInfo:
 
 
 class RunContext:
-    def __init__(self, settings: Settings, backend: ClusterBackend, run_id: str, log: Log) -> None:
+    def __init__(self, settings: Settings, backend: ClusterBackend, run_id: str, log: Log,
+                 plugin_image: str | None = None) -> None:
         self.settings, self.backend, self.run_id, self.log = settings, backend, run_id, log
+        #: replaces the installed plugin's image where no GPU exists (kind's stand-in)
+        self.plugin_image = plugin_image
         self.cleanups = CleanupStack()
         self.info: RunInfo | None = None
 
     @classmethod
     def from_pytest_config(cls, config: Any, settings: Settings, log: Log) -> RunContext:
-        return cls(settings, backend_from_config(config, settings.backend), new_run_id(), log)
+        plugin_image = None
+        if settings.backend == "kind":
+            from gpu_conformance.backends import kind
+
+            plugin_image = kind.plugin_image_override(config)
+        return cls(settings, backend_from_config(config, settings.backend), new_run_id(), log,
+                   plugin_image)
 
     def start(self) -> RunInfo:
         """Provision (or attach), then make sure a device plugin is there. Cleanup first."""
@@ -112,6 +126,9 @@ class RunContext:
 
     def _install(self, api: client.ApiClient, objects: list[dict[str, Any]]) -> device_plugin.PluginRef:
         store = Objects(api)
+        if self.plugin_image:
+            for container in device_plugin.daemonset_of(objects)["spec"]["template"]["spec"]["containers"]:
+                container["image"] = self.plugin_image
         for obj in objects:
             meta = obj.setdefault("metadata", {})
             if obj["kind"] == "Namespace":
@@ -158,6 +175,9 @@ class RunContext:
             "run_id": self.run_id,
         }
         props.update(handle.properties)
+        kept = (self.settings.keep_cluster or props.get("aks.mode", "created") != "created"
+                or props.get("kind_cluster_reused") == "true")
+        props["cluster_kept"] = str(kept).lower()
         return props
 
 
@@ -171,8 +191,9 @@ def create_namespace(api: client.ApiClient, name: str, run_id: str) -> None:
     call(client.CoreV1Api(api).create_namespace, body)
 
 
-def delete_namespace(api: client.ApiClient, name: str, timeout: float, log: Log | None = None) -> None:
-    """Delete and wait until it is gone, so a run leaves the cluster as it found it."""
+def delete_namespace(api: client.ApiClient, name: str, timeout: float, log: Log | None = None,
+                     wait: bool = True) -> None:
+    """Delete; with ``wait``, until it is gone, so a run leaves the cluster as it found it."""
     core = client.CoreV1Api(api)
     try:
         call(core.delete_namespace, name, body={"propagationPolicy": "Background"})
@@ -180,6 +201,8 @@ def delete_namespace(api: client.ApiClient, name: str, timeout: float, log: Log 
         if exc.status == 404:
             return
         raise
+    if not wait:
+        return
 
     def gone(items: list[Any]) -> Verdict:
         left = [n for n in items if n.metadata.name == name]
@@ -190,7 +213,8 @@ def delete_namespace(api: client.ApiClient, name: str, timeout: float, log: Log 
              timeout_name="namespace-delete", progress=log, field_selector=f"metadata.name={name}")
 
 
-def sweep_namespaces(api: client.ApiClient, run_id: str, timeout: float, log: Log) -> list[str]:
+def sweep_namespaces(api: client.ApiClient, run_id: str, timeout: float, log: Log,
+                     wait: bool = True) -> list[str]:
     """Delete every namespace this run labelled (workers' leftovers after Ctrl-C)."""
     core = client.CoreV1Api(api)
     failures = []
@@ -199,7 +223,7 @@ def sweep_namespaces(api: client.ApiClient, run_id: str, timeout: float, log: Lo
     for ns in labelled:
         name: str = ns.metadata.name
         try:
-            delete_namespace(api, name, timeout)
+            delete_namespace(api, name, timeout, wait=wait)
             log(f"removed namespace {name}")
         except Exception as exc:
             failures.append(f"namespace {name}: {short(exc)}; clean up by hand: "

@@ -13,10 +13,9 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from aks_fake_arm import SUBSCRIPTION, FakeArm, FakeCredential
-
 from gpu_conformance.aks.plan import EXPIRES_TAG, RUN_ID_TAG
 from gpu_conformance.backends import aks
+from tests.unit.aks_fake_arm import SUBSCRIPTION, FakeArm, FakeCredential
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 PAST = "2026-11-28T11:00:00Z"

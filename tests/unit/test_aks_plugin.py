@@ -24,8 +24,8 @@ def pytest_cmdline_main(config):
 LIFECYCLE_CONFTEST = f"""
 import json, sys
 import pytest
-sys.path.insert(0, {str(HERE)!r})
-from aks_fake_arm import FakeArm, backend_for
+sys.path.insert(0, {str(HERE.parents[1])!r})
+from tests.unit.aks_fake_arm import FakeArm, backend_for
 
 ARM = FakeArm()
 

@@ -14,15 +14,6 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from aks_fake_arm import (
-    KUBECONFIG,
-    SUBSCRIPTION,
-    TOKEN,
-    FakeArm,
-    arm_error,
-    backend_for,
-)
-
 from gpu_conformance.aks import plan
 from gpu_conformance.aks.credentials import default_factory
 from gpu_conformance.aks.errors import (
@@ -37,6 +28,14 @@ from gpu_conformance.aks.errors import (
 from gpu_conformance.aks.provision import AksBackend
 from gpu_conformance.aks.settings import resolve_mapping
 from gpu_conformance.errors import ClusterError, UsageError
+from tests.unit.aks_fake_arm import (
+    KUBECONFIG,
+    SUBSCRIPTION,
+    TOKEN,
+    FakeArm,
+    arm_error,
+    backend_for,
+)
 
 CLUSTER = r"/managedclusters/[^/]+$"
 POOL = r"/agentpools/gpu$"

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from k8s_objects import (
+from kubernetes import client
+
+from gpu_conformance import checks, gpus
+from gpu_conformance.checks import GpuNode, JobObservation
+from gpu_conformance.workloads.base import LogReport
+from tests.unit.k8s_objects import (
     daemonset,
     job,
     job_pod,
@@ -12,11 +17,6 @@ from k8s_objects import (
     plugin_pod,
     toleration,
 )
-from kubernetes import client
-
-from gpu_conformance import checks, gpus
-from gpu_conformance.checks import GpuNode, JobObservation
-from gpu_conformance.workloads.base import LogReport
 
 T4_SIZE = "Standard_NC4as_T4_v3"
 GPU = gpus.GPU_RESOURCE

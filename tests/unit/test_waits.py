@@ -6,12 +6,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
-from k8s_objects import listed, named
 from kubernetes.client.exceptions import ApiException
 
 from gpu_conformance import waits
 from gpu_conformance.errors import FinalStateError, WaitTimeout
 from gpu_conformance.waits import Verdict, wait_for
+from tests.unit.k8s_objects import listed, named
 
 
 class FakeClock:

@@ -1,0 +1,156 @@
+"""Issue 3 acceptance: the suites pass on a healthy cluster and FAIL, precisely, on broken ones.
+
+Each broken cluster is a dedicated offline cluster, broken the way operators see it break.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gpu_conformance import binaries
+from gpu_conformance.offline import OfflineCluster
+from gpu_conformance.workloads import PROFILES
+from tests.integration.conftest import Suites, attach_args, objects_snapshot
+
+REPO = binaries.REPO_ROOT
+SEED_LOG = REPO / "tests" / "data" / "captures" / "seed-tf-mnist-k80.txt"
+
+
+def passed(result: Suites) -> None:
+    assert result.returncode == 0, result.output[-6000:]
+
+
+def failed_with(result: Suites, *fragments: str) -> None:
+    assert result.returncode == 1, result.output[-6000:]
+    for fragment in fragments:
+        assert fragment in result.output, f"{fragment!r} not in output:\n{result.output[-6000:]}"
+
+
+def test_attach_passes_and_leaves_the_cluster_as_it_found_it(
+        make_cluster: Callable[..., OfflineCluster], kubectl: Callable[..., Any],
+        run_suites: Callable[..., Suites]) -> None:
+    cluster = make_cluster(gpu_nodes=2)
+    before = objects_snapshot(kubectl, cluster)
+    result = run_suites(*attach_args(cluster), "-v")
+    passed(result)
+    for name in ("test_plugin_daemonset_counters_agree", "test_plugin_pod_ready_on_every_gpu_node",
+                 "test_gpu_capacity_and_allocatable[aks-gpu-00000000]",
+                 "test_gpu_capacity_and_allocatable[aks-gpu-00000001]",
+                 "test_gpu_job_completes[tf-mnist]", "test_device_line_names_expected_gpu[tf-mnist]"):
+        assert f"{name} PASSED" in result.output
+    junit = result.junit_text()
+    assert 'name="backend" value="attach"' in junit
+    assert f'name="kubernetes_version" value="{binaries.KUBERNETES_VERSION}"' in junit
+    assert 'name="gpu_models" value="Tesla-T4"' in junit
+    assert 'name="plugin_image" value="nvcr.io/nvidia/k8s-device-plugin:v0.18.0"' in junit
+    assert objects_snapshot(kubectl, cluster) == before
+
+
+def test_user_command_line_finds_the_project_config(
+        make_cluster: Callable[..., OfflineCluster]) -> None:
+    """`pytest --backend attach --kubeconfig <path>` as a user types it, from the checkout."""
+    import subprocess
+    import sys
+
+    cluster = make_cluster(gpu_nodes=1)
+    result = subprocess.run([sys.executable, "-m", "pytest", "--backend", "attach", "--kubeconfig",
+                             str(cluster.kubeconfig), "-k", "capacity", "-p", "no:cacheprovider"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "configfile: pytest.ini" in result.stdout
+    assert "1 passed" in result.stdout
+
+
+def test_unhealthy_gpus_fail_the_capacity_check(make_cluster: Callable[..., OfflineCluster],
+                                                kubectl: Callable[..., Any],
+                                                run_suites: Callable[..., Suites]) -> None:
+    cluster = make_cluster(gpu_nodes=2, gpus_per_node=2)
+    patch = {"status": {"allocatable": {"nvidia.com/gpu": "1"}}}
+    kubectl(cluster, "patch", "node", "aks-gpu-00000001", "--subresource=status", "--type=merge",
+            "-p", json.dumps(patch))
+    result = run_suites(*attach_args(cluster), "-k", "capacity", "-v")
+    failed_with(result,
+                "test_gpu_capacity_and_allocatable[aks-gpu-00000000] PASSED",
+                "test_gpu_capacity_and_allocatable[aks-gpu-00000001] FAILED",
+                "node aks-gpu-00000001: allocatable nvidia.com/gpu 1 < capacity 2: 1 GPU(s) marked "
+                "unhealthy by the device plugin",
+                "gpu-conformance diagnostics", "aks-gpu-00000001: 2 / 1")
+
+
+def test_gpu_node_without_plugin_pod_fails_although_daemonset_counts_ready(
+        make_cluster: Callable[..., OfflineCluster], kubectl: Callable[..., Any],
+        run_suites: Callable[..., Suites], tmp_path: Path) -> None:
+    cluster = make_cluster(gpu_nodes=2)
+    kubectl(cluster, "label", "node", "aks-gpu-00000001", "nvidia.com/gpu.present-")
+    manifest = (REPO / "manifests" / "current" / "nvidia-device-plugin.yaml").read_text()
+    manifest = manifest.replace("      priorityClassName: system-node-critical\n",
+                                "      priorityClassName: system-node-critical\n"
+                                "      nodeSelector:\n        nvidia.com/gpu.present: \"true\"\n")
+    kubectl(cluster, "apply", "-f", "-", input=manifest)
+    result = run_suites(*attach_args(cluster), "--plugin", "existing", "-k", "rollout", "-v")
+    failed_with(result,
+                "test_plugin_daemonset_counters_agree PASSED",
+                "test_plugin_pod_ready_on_every_gpu_node FAILED",
+                "1 of 2 GPU node(s) have no ready device plugin pod: aks-gpu-00000001 (the "
+                "DaemonSet's nodeSelector/affinity excludes it)")
+    # --plugin existing: the DaemonSet the cluster had is still there
+    kubectl(cluster, "get", "ds", "-n", "gpu-resources", "nvidia-device-plugin-daemonset")
+
+
+def test_unschedulable_job_ends_the_wait_with_the_reason(
+        make_cluster: Callable[..., OfflineCluster], kubectl: Callable[..., Any],
+        run_suites: Callable[..., Suites]) -> None:
+    cluster = make_cluster(gpu_nodes=2)
+    for node in ("aks-gpu-00000000", "aks-gpu-00000001"):
+        kubectl(cluster, "taint", "node", node, "example.com/reserved=team-a:NoSchedule")
+    result = run_suites(*attach_args(cluster), "-k", "workload", "--gpu-timeout",
+                        "job-complete=600")
+    failed_with(result, "test_gpu_job_completes[tf-mnist]", "is Unschedulable",
+                "untolerated taint", "likely cause")
+    assert "timed out" not in result.output
+
+
+def test_logs_naming_another_gpu_fail_the_device_check(
+        make_cluster: Callable[..., OfflineCluster], run_suites: Callable[..., Suites]) -> None:
+    cluster = make_cluster(gpu_nodes=1, job_log=SEED_LOG)
+    result = run_suites(*attach_args(cluster), "-k", "workload or device", "-v")
+    failed_with(result, "test_gpu_job_completes[tf-mnist] PASSED",
+                "test_device_line_names_expected_gpu[tf-mnist] FAILED",
+                "expected GPU 'Tesla T4' (from label nvidia.com/gpu.product=Tesla-T4), but the log "
+                "names: name: Tesla K80 major: 3")
+
+
+def test_tainted_gpu_pool_current_manifest_passes_seed_manifest_fails(
+        make_cluster: Callable[..., OfflineCluster], run_suites: Callable[..., Suites]) -> None:
+    cluster = make_cluster(gpu_nodes=2, taint_gpu_nodes=True)
+    passed(run_suites(*attach_args(cluster)))
+    result = run_suites(*attach_args(cluster), "--plugin-manifest", "seed", "-k", "rollout", "-v")
+    failed_with(result, "test_plugin_pod_ready_on_every_gpu_node FAILED",
+                "aks-gpu-00000000 (untolerated taint sku=gpu:NoSchedule)",
+                "aks-gpu-00000001 (untolerated taint sku=gpu:NoSchedule)")
+
+
+def test_kwok_backend_with_xdist_and_every_workload_profile(run_suites: Callable[..., Suites]) -> None:
+    """The default backend provisions once for both workers and tears down at the end."""
+    result = run_suites("-n", "2", "--workload", "all", "--gpu-nodes", "2",
+                        f"--cluster-name=it-xdist-{os.getpid()}")
+    passed(result)
+    assert f"{2 + 2 + 2 * len(PROFILES)} passed" in result.output
+    assert f"cluster 'it-xdist-{os.getpid()}' removed" in result.output
+    assert not (REPO / ".gpu-conformance" / "clusters" / f"it-xdist-{os.getpid()}").exists()
+
+
+def test_help_and_collect_only_touch_no_cluster(run_suites: Callable[..., Suites],
+                                                tmp_path: Path) -> None:
+    env = {"GPU_CONFORMANCE_STATE": str(tmp_path / "state"), "KUBECONFIG": str(tmp_path / "none"),
+           "GPU_CONFORMANCE_CACHE": str(tmp_path / "cache")}
+    helped = run_suites("--help", env=env)
+    assert helped.returncode == 0 and "--backend" in helped.output and "--plugin-manifest" in helped.output
+    collected = run_suites("--collect-only", "-q", env=env)
+    assert collected.returncode == 0, collected.output
+    assert "test_gpu_capacity_and_allocatable[run-not-started]" in collected.output
+    assert not (tmp_path / "state").exists() and not (tmp_path / "cache").exists()
