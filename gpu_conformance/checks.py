@@ -175,6 +175,8 @@ def rollout_report(daemonset: Any, pods: Iterable[Any], gpu_nodes: Sequence[GpuN
         report.problems.append(
             "DaemonSet counters disagree: desired=" + str(desired) + ", "
             + ", ".join(f"{k}={counters[k]}" for k in lagging))
+    if desired == 0 and gpu_nodes:
+        report.problems.append("DaemonSet schedules no pod at all (desired=0)")
     generation = daemonset.metadata.generation or 0
     if (status.observed_generation or 0) < generation:
         report.problems.append(f"DaemonSet controller has not observed generation {generation} yet")

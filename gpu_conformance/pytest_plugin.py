@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Any
 
@@ -47,13 +47,33 @@ def pytest_configure(config: pytest.Config) -> None:
     except UsageError as exc:
         raise pytest.UsageError(exc.one_line()) from None
     config.stash[PROPS_KEY] = {}
+    _config[:] = [config]
     workerinput = getattr(config, "workerinput", None)
     if workerinput and WORKERINPUT in workerinput:
         config.stash[INFO_KEY] = RunInfo.from_json(workerinput[WORKERINPUT])
 
 
+_config: list[pytest.Config] = []  # the running config, for its terminal reporter
+
+
 def _log(line: str) -> None:
-    print(f"[gpu-conformance] {line}", file=sys.stderr, flush=True)
+    """One line on the terminal, live: the terminal reporter writes past output capture
+    (xdist workers have none; their lines reach the captured output of the test)."""
+    text = f"[gpu-conformance] {line}"
+    plugins = _config[0].pluginmanager if _config else None
+    reporter = plugins.get_plugin("terminalreporter") if plugins else None
+    capture = plugins.get_plugin("capturemanager") if plugins else None
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def progress(topic: str) -> Callable[[str], None]:
+    """Progress lines for a long wait, e.g. ``plugin rollout: [ 12.0s] 2/3 plugin pods ready``."""
+    return lambda line: _log(f"{topic}: {line}")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -132,7 +152,9 @@ def add_run_property(config: pytest.Config, key: str, value: str) -> None:
     _add_properties(config, {key: value})
 
 
-@pytest.hookimpl(tryfirst=True)
+# trylast: after pytest's own teardown of session fixtures (the run namespace), which an
+# interrupted session defers to sessionfinish
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     context = config.stash.get(CONTEXT_KEY, None)
@@ -155,7 +177,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if failures:
-        _add_properties(config, {"cleanup_failures": " | ".join(failures)})
+        _log(f"{len(failures)} cleanup step(s) failed; see the lines above")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED if exitstatus == 0 else exitstatus
 
 

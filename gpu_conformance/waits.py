@@ -20,6 +20,7 @@ from gpu_conformance.kube import call, is_transient, short
 
 WATCH_CHUNK_SECONDS = 30  # the server closes each watch after this; the wait then resumes
 PROGRESS_EVERY = 15.0  # a "still waiting" line at least this often during long waits
+PROGRESS_MIN_GAP = 1.0  # state changes faster than this are summarized by the next line
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def wait_for(
     def judge() -> Verdict:
         nonlocal verdict
         verdict = evaluate(list(objects.values()))
-        reporter.update(verdict.summary)
+        reporter.update(verdict.summary, force=verdict.done or verdict.final is not None)
         if verdict.final:
             raise FinalStateError(f"expected {description}, but {verdict.final}")
         return verdict
@@ -121,9 +122,10 @@ class _Progress:
         self.last_summary: str | None = None
         self.last_time = self.started
 
-    def update(self, summary: str) -> None:
+    def update(self, summary: str, force: bool = False) -> None:
         now = self.clock()
-        if summary != self.last_summary or now - self.last_time >= PROGRESS_EVERY:
+        changed = summary != self.last_summary and (force or now - self.last_time >= PROGRESS_MIN_GAP)
+        if changed or now - self.last_time >= PROGRESS_EVERY or self.last_summary is None:
             self.note(summary)
 
     def note(self, text: str) -> None:

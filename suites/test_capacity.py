@@ -11,7 +11,7 @@ from kubernetes import client
 from gpu_conformance import checks, gpus
 from gpu_conformance.errors import WaitTimeout
 from gpu_conformance.kube import call
-from gpu_conformance.pytest_plugin import NO_GPU_NODE, NOT_STARTED
+from gpu_conformance.pytest_plugin import NO_GPU_NODE, NOT_STARTED, progress
 from gpu_conformance.settings import Settings
 from gpu_conformance.waits import Verdict, wait_for
 
@@ -42,7 +42,7 @@ def test_gpu_capacity_and_allocatable(gpu_node_name: str, core_v1: client.CoreV1
     with contextlib.suppress(WaitTimeout):  # judged below, with the precise reason
         wait_for(f"node {gpu_node_name} to report {gpus.GPU_RESOURCE} capacity", core_v1.list_node,
                  evaluate, timeout=gpu_settings.timeouts["gpu-capacity"],
-                 timeout_name="gpu-capacity", recheck_every=5,
+                 timeout_name="gpu-capacity", recheck_every=5, progress=progress(gpu_node_name),
                  field_selector=f"metadata.name={gpu_node_name}")
     problems = checks.capacity_problems(last[0]) if last else [f"node {gpu_node_name} not found"]
     assert not problems, "; ".join(problems)

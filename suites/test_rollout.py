@@ -11,14 +11,11 @@ from gpu_conformance import checks
 from gpu_conformance.device_plugin import PluginRef
 from gpu_conformance.errors import FinalStateError, WaitTimeout
 from gpu_conformance.kube import call
+from gpu_conformance.pytest_plugin import progress
 from gpu_conformance.settings import Settings
 from gpu_conformance.waits import Verdict, wait_for
 
 pytestmark = pytest.mark.gpu_suite("rollout")
-
-
-def _progress(line: str) -> None:
-    print(f"[gpu-conformance] rollout: {line}", flush=True)
 
 
 def _wait_rollout(device_plugin: PluginRef, apps_v1: client.AppsV1Api, core_v1: client.CoreV1Api,
@@ -56,7 +53,7 @@ def _wait_rollout(device_plugin: PluginRef, apps_v1: client.AppsV1Api, core_v1: 
     try:
         wait_for(description, apps_v1.list_namespaced_daemon_set, evaluate,
                  timeout=settings.timeouts["plugin-rollout"], timeout_name="plugin-rollout",
-                 progress=_progress, recheck_every=5, namespace=device_plugin.namespace,
+                 progress=progress("plugin rollout"), recheck_every=5, namespace=device_plugin.namespace,
                  field_selector=f"metadata.name={device_plugin.name}")
     except (WaitTimeout, FinalStateError) as exc:
         pytest.fail(str(exc), pytrace=False)
