@@ -39,7 +39,7 @@ class Opt:
 
     @property
     def env(self) -> str:
-        return "GPU_CONFORMANCE_" + self.dest.removeprefix("gpu_").upper()
+        return "GPU_CONFORMANCE_" + self.flag.lstrip("-").upper().replace("-", "_")
 
 
 OPTIONS: tuple[Opt, ...] = (

@@ -1,0 +1,28 @@
+"""The README documents every option (with its env var and ini key) and every timeout."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpu_conformance import binaries
+from gpu_conformance.settings import OPTIONS, Opt
+from gpu_conformance.timeouts import DEFAULTS
+
+README = (binaries.REPO_ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: o.flag)
+def test_option_is_documented_with_env_and_ini(opt: Opt) -> None:
+    rows = [line for line in README.splitlines() if line.startswith(f"| `{opt.flag}")]
+    assert any(f"`{opt.env}` / `{opt.ini}`" in row for row in rows), (
+        f"{opt.flag} with {opt.env} / {opt.ini} missing from the README's options table")
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULTS))
+def test_timeout_is_documented_with_its_default(name: str) -> None:
+    assert f"| `{name}` | {DEFAULTS[name].seconds:g} s |" in README
+
+
+def test_pinned_versions_are_the_documented_ones() -> None:
+    for version in (binaries.KUBERNETES_VERSION, binaries.ETCD_VERSION, binaries.KWOK_VERSION):
+        assert version in README
