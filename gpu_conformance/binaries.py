@@ -27,6 +27,8 @@ ETCD_VERSION = "v3.6.14"
 KWOK_VERSION = "v0.8.0"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# one program's cold build is ~10 min on 2 cores; an hour means something is stuck
+BUILD_TIMEOUT = 3600
 TOOLS_DIR = REPO_ROOT / "tools"
 
 
@@ -151,11 +153,15 @@ def build_family(family: Family, log: Callable[[str], None]) -> Path:
         for program, package in family.programs.items():
             log(f"building {program} {family.version} (cold builds take minutes) ...")
             started = time.monotonic()
-            run = subprocess.run(
-                [go, "build", "-trimpath", "-ldflags", family.ldflags(),
-                 "-o", str(staging / program), package],
-                cwd=module, env=env, capture_output=True, text=True,
-            )
+            try:
+                run = subprocess.run(
+                    [go, "build", "-trimpath", "-ldflags", family.ldflags(),
+                     "-o", str(staging / program), package],
+                    cwd=module, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+                )
+            except subprocess.TimeoutExpired:
+                raise ToolchainError(f"go build of {program} did not finish within "
+                                     f"{BUILD_TIMEOUT}s") from None
             if run.returncode != 0:
                 tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
                 raise ToolchainError(f"go build of {program} failed: {tail[0]}")

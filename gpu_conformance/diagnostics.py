@@ -64,7 +64,7 @@ def collect(api: client.ApiClient, namespaces: Iterable[str], *, label_selector:
                                         tail.splitlines())
         except Exception as exc:  # diagnostics never mask the failure
             out.append(f"(could not read namespace {ns}: {short(exc)})")
-    out += _section("GPU nodes (capacity / allocatable nvidia.com/gpu)", _node_lines(core))
+    out += _section("GPU nodes (nvidia.com/gpu capacity / allocatable, in use)", _node_lines(core))
     causes = likely_causes(*texts)
     if causes:
         out += _section("likely cause", causes)
@@ -106,15 +106,36 @@ def _log_tail(core: client.CoreV1Api, pod: Any, container: str) -> str:
     return text.rstrip() or "(empty log)"
 
 
+def _gpus_in_use(core: client.CoreV1Api) -> dict[str, list[tuple[str, int]]]:
+    """Per node, the pods holding GPUs: a busy cluster is reported as busy, not as broken."""
+    try:
+        pods: list[Any] = call(core.list_pod_for_all_namespaces,
+                               field_selector="status.phase!=Succeeded,status.phase!=Failed").items
+    except Exception:
+        return {}
+    users: dict[str, list[tuple[str, int]]] = {}
+    for pod in pods:
+        wanted = sum(int(str((c.resources.limits or {}).get(gpus.GPU_RESOURCE, 0)))
+                     for c in pod.spec.containers if c.resources)
+        if wanted and pod.spec.node_name:
+            users.setdefault(pod.spec.node_name, []).append(
+                (f"{pod.metadata.namespace}/{pod.metadata.name}", wanted))
+    return users
+
+
 def _node_lines(core: client.CoreV1Api) -> list[str]:
     try:
         nodes = call(core.list_node).items
     except Exception as exc:
         return [f"(could not list nodes: {short(exc)})"]
+    in_use = _gpus_in_use(core)
     lines = []
     for node in find_gpu_nodes(nodes):
         taints = ",".join(f"{k}={v}:{e}" if v else f"{k}:{e}" for k, v, e in node.taints) or "-"
+        users = in_use.get(node.name, [])
         lines.append(f"{node.name}: {node.capacity} / {node.allocatable} "
+                     f"in use {sum(n for _, n in users)}"
+                     + (f" by {', '.join(p for p, _ in users[:5])}" if users else "") + " "
                      f"product={node.labels.get(gpus.PRODUCT_LABEL, '-')} "
                      f"size={node.labels.get(gpus.INSTANCE_TYPE_LABEL, '-')} taints={taints} "
                      f"ready={node.ready}")

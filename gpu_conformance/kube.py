@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +52,14 @@ transient_retry = retry(
 )
 
 
+# (connect, read) seconds for one API request: a hung API server must not hang the run
+REQUEST_TIMEOUT = (10, 60)
+
+
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call one API method, retrying transient failures (bounded)."""
+    """Call one API method, bounded in time, retrying transient failures (bounded)."""
+    if getattr(fn, "__module__", "").startswith("kubernetes.client.api"):
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
     result: T = transient_retry(fn)(*args, **kwargs)
     return result
 
@@ -83,8 +90,6 @@ def server_version(api: client.ApiClient) -> str:
 def short(exc: BaseException) -> str:
     """One line describing an API error (reason and message, never a body dump)."""
     if isinstance(exc, ApiException):
-        import json
-
         message = ""
         try:
             message = json.loads(exc.body or "{}").get("message", "")

@@ -120,6 +120,7 @@ def _aks_dry_run(config: pytest.Config) -> str | None:
     return None
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: absent with -p no:xdist
 def pytest_configure_node(node: Any) -> None:
     """xdist controller: hand the run to each worker (they attach, never provision)."""
     info = node.config.stash.get(INFO_KEY, None)
@@ -127,6 +128,7 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[WORKERINPUT] = info.to_json()
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     props = getattr(node, "workeroutput", {}).get("gpu_conformance_properties", {})
     _add_properties(node.config, props)

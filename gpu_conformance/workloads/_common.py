@@ -6,6 +6,8 @@ import re
 from functools import cache
 from importlib import resources
 
+from gpu_conformance.workloads.base import LogReport
+
 # The seed's TensorFlow device line, also printed by the torch probe:
 # "name: Tesla K80 major: 3 minor: 7 memoryClockRate(GHz): 0.8235"
 DEVICE_LINE = re.compile(r"^\s*name:\s*(?P<name>.+?)\s+major:\s*\d+", re.MULTILINE)
@@ -43,6 +45,13 @@ PYTHON_TRACEBACK: Failure = (
     re.compile(r"^Traceback \(most recent call last\):", re.MULTILINE),
     "the script raised a Python exception",
 )
+
+
+def add_device_lines(report: LogReport, pattern: re.Pattern[str], log: str) -> None:
+    """Record each match's ``name`` group as a device and its whole line as the evidence."""
+    for match in pattern.finditer(log):
+        report.devices.append(match.group("name").strip())
+        report.device_lines.append(match.group(0).strip())
 
 
 def find_problems(log: str, failures: tuple[Failure, ...]) -> list[str]:

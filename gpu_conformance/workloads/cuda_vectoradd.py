@@ -18,6 +18,7 @@ from gpu_conformance.workloads._common import (
     CUDA_FAILURES,
     SMI_GPU_LINE,
     Failure,
+    add_device_lines,
     empty_log_problem,
     find_problems,
     reference_text,
@@ -52,9 +53,7 @@ def reference_log(device_name: str) -> str:
 
 def parse(log: str) -> LogReport:
     report = LogReport(problems=empty_log_problem(log))
-    for match in SMI_GPU_LINE.finditer(log):
-        report.devices.append(match.group("name").strip())
-        report.device_lines.append(match.group(0).strip())
+    add_device_lines(report, SMI_GPU_LINE, log)
     banner = _BANNER.search(log)
     if banner:
         report.properties["vector_elements"] = banner.group("n")

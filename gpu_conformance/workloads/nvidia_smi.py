@@ -15,6 +15,7 @@ from gpu_conformance.workloads._common import (
     CUDA_FAILURES,
     SMI_GPU_LINE,
     Failure,
+    add_device_lines,
     empty_log_problem,
     find_problems,
     reference_text,
@@ -71,9 +72,7 @@ def reference_log(device_name: str) -> str:
 
 def parse(log: str) -> LogReport:
     report = LogReport(problems=empty_log_problem(log))
-    for match in SMI_GPU_LINE.finditer(log):
-        report.devices.append(match.group("name").strip())
-        report.device_lines.append(match.group(0).strip())
+    add_device_lines(report, SMI_GPU_LINE, log)
     for key, pattern in (("driver_version", _DRIVER_VERSION), ("cuda_version", _CUDA_VERSION),
                          ("nvidia_smi_version", _SMI_VERSION)):
         found = pattern.search(log)

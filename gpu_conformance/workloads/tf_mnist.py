@@ -15,6 +15,7 @@ from gpu_conformance.workloads._common import (
     DEVICE_LINE,
     PYTHON_TRACEBACK,
     Failure,
+    add_device_lines,
     empty_log_problem,
     find_problems,
     parse_accuracy,
@@ -45,13 +46,9 @@ def reference_log(device_name: str) -> str:
 
 def parse(log: str) -> LogReport:
     report = LogReport(problems=empty_log_problem(log))
-    for match in DEVICE_LINE.finditer(log):
-        report.devices.append(match.group("name").strip())
-        report.device_lines.append(match.group(0).strip())
+    add_device_lines(report, DEVICE_LINE, log)
     if not report.devices:
-        for match in _CREATING.finditer(log):
-            report.devices.append(match.group("name").strip())
-            report.device_lines.append(match.group(0).strip())
+        add_device_lines(report, _CREATING, log)
     report.accuracy, bad_values = parse_accuracy(log)
     report.problems += find_problems(log, _FAILURES) + bad_values
     if log.strip() and not report.accuracy:

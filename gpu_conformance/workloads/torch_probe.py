@@ -19,6 +19,7 @@ from gpu_conformance.workloads._common import (
     DEVICE_LINE,
     PYTHON_TRACEBACK,
     Failure,
+    add_device_lines,
     empty_log_problem,
     find_problems,
     parse_accuracy,
@@ -70,9 +71,7 @@ def reference_log(device_name: str) -> str:
 
 def parse(log: str) -> LogReport:
     report = LogReport(problems=empty_log_problem(log))
-    for match in DEVICE_LINE.finditer(log):
-        report.devices.append(match.group("name").strip())
-        report.device_lines.append(match.group(0).strip())
+    add_device_lines(report, DEVICE_LINE, log)
     header = _HEADER.search(log)
     if header:
         report.properties["torch_version"] = header.group("torch")
