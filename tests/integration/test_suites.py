@@ -154,3 +154,20 @@ def test_help_and_collect_only_touch_no_cluster(run_suites: Callable[..., Suites
     assert collected.returncode == 0, collected.output
     assert "test_gpu_capacity_and_allocatable[run-not-started]" in collected.output
     assert not (tmp_path / "state").exists() and not (tmp_path / "cache").exists()
+
+
+def test_busy_cluster_is_reported_as_busy(make_cluster: Callable[..., OfflineCluster],
+                                          kubectl: Callable[..., Any],
+                                          run_suites: Callable[..., Suites]) -> None:
+    """Every GPU allocated: the Job fails as unschedulable, and the report says who holds them."""
+    cluster = make_cluster(gpu_nodes=1, gpus_per_node=1)
+    holder = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "trainer", "namespace": "default"},
+              "spec": {"tolerations": [{"operator": "Exists"}],
+                       "containers": [{"name": "c", "image": "example.invalid/train",
+                                       "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+    kubectl(cluster, "apply", "-f", "-", input=json.dumps(holder))
+    kubectl(cluster, "wait", "--for=condition=Ready", "pod/trainer", "--timeout=60s")
+    result = run_suites(*attach_args(cluster), "-k", "workload", "--gpu-timeout",
+                        "unschedulable-grace=3")
+    failed_with(result, "Insufficient nvidia.com/gpu", "aks-gpu-00000000: 1 / 1 in use 1 by default/trainer",
+                "every GPU is allocated")
