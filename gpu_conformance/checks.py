@@ -148,6 +148,15 @@ class RolloutReport:
     problems: list[str] = field(default_factory=list)
     ready_nodes: list[str] = field(default_factory=list)
     covered: int = 0
+    #: GPU nodes the DaemonSet cannot target at all (taint, selector): waiting will not help
+    unreachable: list[str] = field(default_factory=list)
+    #: GPU nodes it targets whose plugin pod is missing or not ready yet
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def counters_settled(self) -> bool:
+        return not any(p.startswith(("DaemonSet counters", "DaemonSet controller"))
+                       for p in self.problems)
 
     @property
     def summary(self) -> str:
@@ -187,18 +196,20 @@ def rollout_report(daemonset: Any, pods: Iterable[Any], gpu_nodes: Sequence[GpuN
     missing = []
     for node in gpu_nodes:
         if not _selector_matches(spec, node.labels):
+            report.unreachable.append(node.name)
             missing.append(f"{node.name} (the DaemonSet's nodeSelector/affinity excludes it)")
             continue
         blocked = untolerated_taints(spec.tolerations or [], node)
         if blocked:
+            report.unreachable.append(node.name)
             missing.append(f"{node.name} (untolerated taint {', '.join(blocked)})")
             continue
         if node.name in ready_on:
             report.ready_nodes.append(node.name)
-        elif node.name in any_on:
-            missing.append(f"{node.name} (plugin pod not ready)")
         else:
-            missing.append(f"{node.name} (no plugin pod)")
+            report.pending.append(node.name)
+            state = "plugin pod not ready" if node.name in any_on else "no plugin pod"
+            missing.append(f"{node.name} ({state})")
     report.covered = len(gpu_nodes)
     if missing:
         report.problems.append(

@@ -40,11 +40,10 @@ def _wait_rollout(device_plugin: PluginRef, apps_v1: client.AppsV1Api, core_v1: 
                                                      if p.startswith("DaemonSet")]
         if not problems:
             return Verdict(True, report.summary)
-        settled = (ds.status.observed_generation or 0) >= (ds.metadata.generation or 0) and not [
-            p for p in report.problems if p.startswith("DaemonSet counters")]
-        # a node the DaemonSet cannot target never gets a pod: with counters settled, stop now
-        blocked = settled and per_node and all(
-            "untolerated taint" in p or "excludes it" in p for p in problems[-1].split("; ")[1:])
+        # a node the DaemonSet cannot target never gets a pod: once the controller has
+        # settled and only such nodes are missing, waiting longer cannot help
+        blocked = (per_node and report.counters_settled and bool(report.unreachable)
+                   and not report.pending)
         return Verdict(False, report.summary + ": " + "; ".join(problems),
                        final=("; ".join(problems)) if blocked else None)
 

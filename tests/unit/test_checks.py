@@ -384,3 +384,20 @@ def test_device_success_false() -> None:
     assert checks.device_problems(report, T4, None) == [
         "the workload's success marker is missing from its log"
     ]
+
+
+
+def test_rollout_report_separates_unreachable_from_pending_nodes() -> None:
+    """Taint-blocked nodes are unreachable (the wait may stop); a node awaiting its pod is not."""
+    nodes = [gpu_node("aks-gpu-0"), gpu_node("aks-gpu-1", taints=(SKU_TAINT,)), gpu_node("aks-gpu-2")]
+    ds = daemonset(desired=2, tolerations=manifest_tolerations("seed"))
+    report = checks.rollout_report(ds, [PODS[0]], nodes)
+    assert report.unreachable == ["aks-gpu-1"]
+    assert report.pending == ["aks-gpu-2"]
+    assert report.ready_nodes == ["aks-gpu-0"]
+    assert report.counters_settled
+
+
+def test_rollout_counters_not_settled_while_they_disagree() -> None:
+    report = checks.rollout_report(daemonset(desired=2, ready=1), [PODS[0]], [gpu_node("aks-gpu-0")])
+    assert not report.counters_settled
