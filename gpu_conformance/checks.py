@@ -12,7 +12,7 @@ from typing import Any
 
 from gpu_conformance import gpus
 from gpu_conformance.gpus import ExpectedGpu
-from gpu_conformance.waits import Verdict
+from gpu_conformance.verdict import Verdict
 from gpu_conformance.workloads.base import LogReport
 
 FINAL_WAITING_REASONS = frozenset({

@@ -28,7 +28,8 @@ from kubernetes import client
 from gpu_conformance import binaries, gpus, nodes
 from gpu_conformance.errors import ClusterError, UsageError
 from gpu_conformance.kube import call, is_conflict, new_api_client, short
-from gpu_conformance.waits import Verdict, wait_for
+from gpu_conformance.verdict import Verdict
+from gpu_conformance.waits import wait_for
 from gpu_conformance.workloads import PROFILES
 
 Log = Callable[[str], None]

@@ -26,7 +26,8 @@ from gpu_conformance.errors import UsageError
 from gpu_conformance.kube import call, is_conflict, new_api_client, server_version, short
 from gpu_conformance.objects import Objects, describe, kubectl_delete
 from gpu_conformance.settings import Settings
-from gpu_conformance.waits import Verdict, wait_for
+from gpu_conformance.verdict import Verdict
+from gpu_conformance.waits import wait_for
 
 Log = Callable[[str], None]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import watch
@@ -17,20 +16,11 @@ from kubernetes.client.exceptions import ApiException
 
 from gpu_conformance.errors import FinalStateError, WaitTimeout
 from gpu_conformance.kube import call, is_transient, short
+from gpu_conformance.verdict import Verdict
 
 WATCH_CHUNK_SECONDS = 30  # the server closes each watch after this; the wait then resumes
 PROGRESS_EVERY = 15.0  # a "still waiting" line at least this often during long waits
 PROGRESS_MIN_GAP = 1.0  # state changes faster than this are summarized by the next line
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What ``evaluate`` says of the objects seen so far."""
-
-    done: bool
-    summary: str
-    #: set when the objects are in a state they cannot leave: the wait fails at once
-    final: str | None = None
 
 
 def wait_for(

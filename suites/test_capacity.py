@@ -13,7 +13,8 @@ from gpu_conformance.errors import WaitTimeout
 from gpu_conformance.kube import call
 from gpu_conformance.pytest_plugin import NO_GPU_NODE, NOT_STARTED, progress
 from gpu_conformance.settings import Settings
-from gpu_conformance.waits import Verdict, wait_for
+from gpu_conformance.verdict import Verdict
+from gpu_conformance.waits import wait_for
 
 pytestmark = pytest.mark.gpu_suite("capacity")
 

@@ -10,7 +10,8 @@ from kubernetes.client.exceptions import ApiException
 
 from gpu_conformance import waits
 from gpu_conformance.errors import FinalStateError, WaitTimeout
-from gpu_conformance.waits import Verdict, wait_for
+from gpu_conformance.verdict import Verdict
+from gpu_conformance.waits import wait_for
 from tests.unit.k8s_objects import listed, named
 
 
