@@ -27,6 +27,8 @@ ETCD_VERSION = "v3.6.14"
 KWOK_VERSION = "v0.8.0"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# CI and cron jobs often run with a short PATH: Go is also looked for where it installs itself
+GO_LOCATIONS = ["/usr/local/go/bin/go", "/usr/lib/go/bin/go"]
 # one program's cold build is ~10 min on 2 cores; an hour means something is stuck
 BUILD_TIMEOUT = 3600
 TOOLS_DIR = REPO_ROOT / "tools"
@@ -129,7 +131,8 @@ def _build_lock() -> Iterator[None]:
 
 
 def _go() -> str:
-    go = shutil.which("go")
+    candidates = [os.path.join(os.environ.get("GOROOT", ""), "bin", "go"), *GO_LOCATIONS]
+    go = shutil.which("go") or next((c for c in candidates if os.access(c, os.X_OK)), None)
     if not go:
         raise ToolchainError(
             "Go is not installed, and the offline cluster's programs are built from Go modules",

@@ -19,6 +19,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     empty = tmp_path / "empty-path"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("GOROOT", raising=False)
+    monkeypatch.setattr(binaries, "GO_LOCATIONS", [])
     for program in binaries.PROGRAMS:
         monkeypatch.delenv(binaries.env_var(program), raising=False)
     return cache
@@ -125,6 +127,14 @@ def test_ensure_without_go_says_go_is_not_installed(isolated: Path) -> None:
     assert "GPU_CONFORMANCE_<PROGRAM>" in info.value.one_line()
     assert said == []
     assert [p.name for p in isolated.iterdir()] == [".build.lock"]
+
+
+def test_go_is_found_outside_path(isolated: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short PATH (cron, CI) still finds Go where it installs itself."""
+    go = executable(tmp_path / "goroot" / "bin" / "go")
+    monkeypatch.setattr(binaries, "GO_LOCATIONS", [str(go)])
+    assert binaries._go() == str(go)
 
 
 def test_ensure_returns_found_programs_without_building(tmp_path: Path,
