@@ -139,7 +139,8 @@ class AksBackend:
             group, ResourceGroup(plan.resource_group_body(s))), f"create resource group {group}",
             log)
 
-    def _refuse_foreign_cluster(self, c: Clients, log: Log) -> None:
+    def _find_cluster(self, c: Clients, log: Log) -> Any:
+        """The managed cluster named by the settings, or None if it does not exist."""
         s = self.settings
 
         def get() -> Any:
@@ -150,7 +151,11 @@ class AksBackend:
                     return None
                 raise
 
-        found = self._call(get, f"look for cluster {s.cluster_name}", log)
+        return self._call(get, f"look for cluster {s.cluster_name}", log)
+
+    def _refuse_foreign_cluster(self, c: Clients, log: Log) -> None:
+        s = self.settings
+        found = self._find_cluster(c, log)
         if found is not None and (found.tags or {}).get(plan.RUN_ID_TAG) != s.run_id:
             raise AksConflictError(
                 f"AKS cluster {s.resource_group}/{s.cluster_name} already exists and was not "
@@ -175,19 +180,11 @@ class AksBackend:
 
     def _attach(self, c: Clients, log: Log) -> ClusterHandle:
         s = self.settings
-
-        def get() -> Any:
-            try:
-                return c.aks.managed_clusters.get(s.resource_group, s.cluster_name)
-            except Exception as exc:
-                if is_not_found(exc):
-                    raise UsageError(
-                        f"AKS cluster {s.resource_group}/{s.cluster_name} not found",
-                        hint="check --aks-resource-group, --aks-cluster-name and "
-                             "--aks-subscription") from exc
-                raise
-
-        cluster = self._call(get, f"read cluster {s.cluster_name}", log)
+        cluster = self._find_cluster(c, log)
+        if cluster is None:
+            raise UsageError(f"AKS cluster {s.resource_group}/{s.cluster_name} not found",
+                             hint="check --aks-resource-group, --aks-cluster-name and "
+                                  "--aks-subscription")
         profiles = cluster.properties.agent_pool_profiles if cluster.properties else None
         sizes = [str(p.vm_size) for p in profiles or [] if p.vm_size]
         gpu_sizes = [size for size in sizes if sku_for_vm_size(size)]
