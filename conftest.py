@@ -1,4 +1,4 @@
-"""Root conftest: loads the gpu-conformance plugin and the suites' fixtures."""
+"""Root conftest: the suites' fixtures (the plugin itself is loaded by pytest.ini with -p)."""
 
 pytest_plugins = [
     "fixtures.cluster",

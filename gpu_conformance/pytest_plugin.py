@@ -1,8 +1,10 @@
 """The pytest plugin: options, markers, the run's lifecycle, diagnostics and report properties.
 
-Loaded by the repository's conftest.py. Nothing here touches a cluster during
-configuration or collection-only runs: the run starts at session start, and only
-when tests will actually run.
+Loaded by the repository's pytest.ini (``-p gpu_conformance.pytest_plugin``), so its
+options are known before pytest decides its rootdir. Nothing here touches a cluster for
+``--help``, ``--markers`` or ``--collect-only``: the run (provision or attach, device plugin)
+starts at session start, before collection, because capacity tests are parametrized by the
+cluster's GPU nodes; with xdist only the controller starts it and workers attach.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ def _log(line: str) -> None:
 def progress(topic: str) -> Callable[[str], None]:
     """Progress lines for a long wait, e.g. ``plugin rollout: [ 12.0s] 2/3 plugin pods ready``."""
     return lambda line: _log(f"{topic}: {line}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _config.clear()
 
 
 def _is_worker(config: pytest.Config) -> bool:
