@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from gpu_conformance import binaries
 from gpu_conformance.errors import GpuConformanceError, UsageError
-from gpu_conformance.offline import DEFAULT_NAME, OfflineCluster, OfflineClusterSpec
+from gpu_conformance.offline import DEFAULT_NAME, OfflineCluster, OfflineClusterSpec, list_clusters
 
 
 def _err(line: str) -> None:
@@ -41,6 +41,13 @@ def _cluster_status(args: argparse.Namespace) -> int:
     info = OfflineCluster(OfflineClusterSpec(name=args.name)).status()
     print(json.dumps(info, indent=2))
     return 0 if info["exists"] else 1
+
+
+def _cluster_list(args: argparse.Namespace) -> int:
+    for name in list_clusters():
+        info = OfflineCluster(OfflineClusterSpec(name=name)).status()
+        print(f"{name}\t{info['processes']} processes\t{info['kubeconfig']}")
+    return 0
 
 
 def _binaries(args: argparse.Namespace) -> int:
@@ -96,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = actions.add_parser(action, help=text)
         sub.add_argument("--name", default=DEFAULT_NAME)
         sub.set_defaults(func=func)
+
+    listing = actions.add_parser("list", help="list the offline clusters with files here")
+    listing.set_defaults(func=_cluster_list)
 
     build = commands.add_parser("binaries", help="build (or find) the pinned Kubernetes, etcd "
                                 "and kwok programs; print their paths")

@@ -103,6 +103,28 @@ def state_dir() -> Path:
     return binaries.cache_dir()
 
 
+RUN_CLUSTER_PATTERN = re.compile(r"^gpu-conformance-(?P<pid>\d+)$")
+
+
+def list_clusters() -> list[str]:
+    """Names of the offline clusters that have files here."""
+    names = {p.name for root in (clusters_root(), kwok_workdir() / "clusters") if root.is_dir()
+             for p in root.iterdir() if p.is_dir()}
+    return sorted(names)
+
+
+def sweep_orphans(log: Log) -> list[str]:
+    """Remove clusters a killed pytest run left behind (named after a process that is gone)."""
+    removed = []
+    for name in list_clusters():
+        match = RUN_CLUSTER_PATTERN.match(name)
+        if match and not Path(f"/proc/{match.group('pid')}").exists():
+            log(f"removing offline cluster {name!r}, left by a run that no longer exists")
+            OfflineCluster(OfflineClusterSpec(name=name)).down(log=lambda _line: None)
+            removed.append(name)
+    return removed
+
+
 def clusters_root() -> Path:
     return state_dir() / "clusters"
 

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from gpu_conformance.backends.base import ClusterHandle, Log
-from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
+from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec, sweep_orphans
 
 
 class KwokBackend:
@@ -16,6 +16,7 @@ class KwokBackend:
         self.cluster = OfflineCluster(spec)
 
     def up(self, log: Log) -> ClusterHandle:
+        sweep_orphans(log)
         kubeconfig = self.cluster.kubeconfig
         if not self.cluster.exists():
             kubeconfig = self.cluster.up(log)

@@ -139,3 +139,26 @@ def test_name_taken_and_port_in_use_are_one_line_errors(offline_cluster: Offline
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"port {port} on 127.0.0.1 is already in use" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_killed_runs_cluster_is_swept_by_the_next_run() -> None:
+    from gpu_conformance.offline import list_clusters, sweep_orphans
+
+    dead = subprocess.Popen(["true"])  # its pid names the "killed run"
+    dead.wait()
+    orphan = OfflineCluster(OfflineClusterSpec(name=f"gpu-conformance-{dead.pid}", gpu_nodes=1))
+    alive = OfflineCluster(OfflineClusterSpec(name=f"gpu-conformance-{os.getpid()}", gpu_nodes=1))
+    try:
+        orphan.up(log=lambda _line: None)
+        alive.up(log=lambda _line: None)
+        pids = orphan.pids()
+        said: list[str] = []
+        assert sweep_orphans(said.append) == [orphan.spec.name]
+        assert said == [f"removing offline cluster {orphan.spec.name!r}, left by a run that no "
+                        "longer exists"]
+        assert orphan.spec.name not in list_clusters() and alive.spec.name in list_clusters()
+        assert [p for p in pids if Path(f"/proc/{p}").exists()
+                and ") Z " not in Path(f"/proc/{p}/stat").read_text()] == []
+    finally:
+        orphan.down(log=lambda _line: None)
+        alive.down(log=lambda _line: None)
