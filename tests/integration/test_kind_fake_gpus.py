@@ -21,6 +21,8 @@ from gpu_conformance.backends import kind
 from gpu_conformance.errors import ClusterError, WaitTimeout
 from gpu_conformance.kube import is_not_found, new_api_client
 from gpu_conformance.nodes import SIMULATED_LABEL
+from gpu_conformance.verdict import Verdict
+from gpu_conformance.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +57,17 @@ def plain_nodes(core: client.CoreV1Api, request: pytest.FixtureRequest) -> list[
             spec=client.V1NodeSpec(taints=[TEST_TAINT]),
             status=client.V1NodeStatus(capacity=resources, allocatable=dict(resources)),
         ), _request_timeout=30)
+    # kwok initializes a new node's status from its own cache; wait for that, or its late
+    # write can undo a status patch the test makes (as no real kubelet would)
+    wait_for("the fresh nodes Ready", core.list_node, partial(_all_ready, names), timeout=60,
+             timeout_name="nodes-ready")
     return names
+
+
+def _all_ready(names: list[str], items: list[Any]) -> Verdict:
+    ready = {n.metadata.name for n in items
+             if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
+    return Verdict(set(names) <= ready, f"{len(set(names) & ready)}/{len(names)} Ready")
 
 
 def _status(core: client.CoreV1Api, name: str) -> client.V1Node:
