@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from gpu_conformance.backends.base import ClusterHandle, Log
-from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec, sweep_orphans
+from gpu_conformance.offline import DEFAULT_NAME, OfflineCluster, OfflineClusterSpec, sweep_orphans
 
 
 class KwokBackend:
@@ -37,7 +37,10 @@ def from_pytest_config(config: Any) -> KwokBackend:
     from gpu_conformance.settings import Settings
 
     settings = Settings.from_config(config)
-    name = settings.cluster_name or f"gpu-conformance-{os.getpid()}"
+    # a kept cluster gets the stable default name: the next run reuses it, and the orphan
+    # sweep (which removes gpu-conformance-<pid of a dead run>) leaves it alone
+    name = settings.cluster_name or (DEFAULT_NAME if settings.keep_cluster
+                                     else f"gpu-conformance-{os.getpid()}")
     return KwokBackend(OfflineClusterSpec(
         name=name, gpu_nodes=settings.gpu_nodes, gpus_per_node=settings.gpus_per_node,
         gpu_product=settings.gpu_product, taint_gpu_nodes=settings.taint_gpu_nodes,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_conformance import binaries
-from gpu_conformance.offline import OfflineCluster
+from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
 from gpu_conformance.workloads import PROFILES
 from tests.integration.conftest import Suites, attach_args, objects_snapshot
 
@@ -171,3 +171,17 @@ def test_busy_cluster_is_reported_as_busy(make_cluster: Callable[..., OfflineClu
                         "unschedulable-grace=3")
     failed_with(result, "Insufficient nvidia.com/gpu", "aks-gpu-00000000: 1 / 1 in use 1 by default/trainer",
                 "every GPU is allocated")
+
+
+def test_keep_cluster_keeps_it_and_the_next_run_reuses_it(run_suites: Callable[..., Suites]) -> None:
+    name = f"it-keep-{os.getpid()}"
+    cluster = OfflineCluster(OfflineClusterSpec(name=name))
+    try:
+        first = run_suites("--keep-cluster", f"--cluster-name={name}", "-k", "capacity")
+        passed(first)
+        assert cluster.exists() and cluster.pids()
+        second = run_suites("--keep-cluster", f"--cluster-name={name}", "-k", "capacity")
+        passed(second)
+        assert f"reusing the offline cluster '{name}'" in second.output
+    finally:
+        cluster.down(log=lambda _line: None)
