@@ -40,6 +40,7 @@ SEED_JOB_CONTAINER = "samples-tf-mnist-demo"
 PLUGIN_CONTAINERS = ("nvidia-device-plugin-ctr", "nvidia-device-plugin")
 KWOKCTL_TIMEOUT = 180  # kwokctl starts 5 processes and waits for them; cold start is ~10 s
 NODES_READY_TIMEOUT = 60
+STOP_TIMEOUT = 10  # etcd and kube-apiserver shut down within a second or two on SIGTERM
 
 
 def _say(line: str) -> None:
@@ -294,6 +295,9 @@ class OfflineCluster:
     def down(self, log: Log = _say) -> bool:
         """Stop every process and remove the cluster's files; False if there was nothing."""
         existed = self.exists()
+        # read before kwokctl removes its pid files: its delete returns before the processes
+        # have exited, and "down" must mean no process is left
+        started = self.pids()
         if self.kwok_dir.exists():
             try:
                 paths = {p: binaries.find(p) for p in ("kwokctl",)}
@@ -306,7 +310,7 @@ class OfflineCluster:
                                   self.spec.name, "--kubeconfig", str(scratch), timeout=60, log=log)
             except ClusterError as exc:
                 log(f"kwokctl delete failed ({exc}); stopping the processes directly")
-            self._kill_leftovers(log)
+        self._stop(started, log)
         shutil.rmtree(self.kwok_dir, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
         if existed:
@@ -321,21 +325,28 @@ class OfflineCluster:
                 pid = int(pid_file.read_text().strip())
             except ValueError:
                 continue
-            if _alive(pid):
+            if self._ours(pid):
                 found.append(pid)
         return found
 
-    def _kill_leftovers(self, log: Log) -> None:
-        for pid in self.pids():
-            log(f"stopping leftover process {pid}")
-            try:
+    def _ours(self, pid: int) -> bool:
+        """Alive and still this cluster's (a recycled pid belongs to someone else)."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return _alive(pid) and str(self.kwok_dir).encode() in cmdline
+
+    def _stop(self, pids: list[int], log: Log) -> None:
+        """SIGTERM what is still running, wait (bounded) for it to exit, then SIGKILL."""
+        for pid in [p for p in pids if self._ours(p)]:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-        deadline = time.monotonic() + 10
-        while self.pids() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for pid in self.pids():
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while any(self._ours(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)  # these are not our children: there is nothing to wait() on
+        for pid in [p for p in pids if self._ours(p)]:
+            log(f"process {pid} ignored SIGTERM for {STOP_TIMEOUT}s; killing it")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
