@@ -28,6 +28,7 @@ from kubernetes import client
 from gpu_conformance import binaries, gpus, nodes
 from gpu_conformance.errors import ClusterError, UsageError
 from gpu_conformance.kube import call, is_conflict, new_api_client, short
+from gpu_conformance.timeouts import DEFAULTS
 from gpu_conformance.verdict import Verdict
 from gpu_conformance.waits import wait_for
 from gpu_conformance.workloads import PROFILES
@@ -38,8 +39,8 @@ NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 DEFAULT_NAME = "gpu-conformance"
 SEED_JOB_CONTAINER = "samples-tf-mnist-demo"
 PLUGIN_CONTAINERS = ("nvidia-device-plugin-ctr", "nvidia-device-plugin")
-KWOKCTL_TIMEOUT = 180  # kwokctl starts 5 processes and waits for them; cold start is ~10 s
-NODES_READY_TIMEOUT = 60
+# beyond its own --wait for the API, kwokctl writes certificates and starts 5 processes
+KWOKCTL_SLACK = 120
 STOP_TIMEOUT = 10  # etcd and kube-apiserver shut down within a second or two on SIGTERM
 
 
@@ -60,6 +61,8 @@ class OfflineClusterSpec:
     taint_gpu_nodes: bool = False
     port: int | None = None
     extra_node_labels: dict[str, str] = field(default_factory=dict)
+    api_ready_timeout: float = DEFAULTS["api-ready"].seconds
+    nodes_ready_timeout: float = DEFAULTS["nodes-ready"].seconds
 
     def sku(self) -> gpus.GpuSku:
         if not self.gpu_product:
@@ -187,9 +190,10 @@ class OfflineCluster:
             config_file = self._write_config(paths, sku)
             self._kwokctl(paths, "create", "cluster", "--name", self.spec.name,
                           "--config", str(config_file), "--kubeconfig", "",
-                          "--kube-apiserver-port", str(port), "--wait", "60s",
+                          "--kube-apiserver-port", str(port),
+                          "--wait", f"{self.spec.api_ready_timeout:g}s",
                           "--extra-args", "kube-apiserver=advertise-address=127.0.0.1",
-                          timeout=KWOKCTL_TIMEOUT, log=log)
+                          timeout=self.spec.api_ready_timeout + KWOKCTL_SLACK, log=log)
             log(f"control plane up on https://127.0.0.1:{port} "
                 f"({time.monotonic() - started:.1f}s)")
             self._create_nodes(sku, log)
@@ -288,7 +292,7 @@ class OfflineCluster:
             return Verdict(ok == wanted, f"{len(ok)}/{len(wanted)} nodes Ready")
 
         wait_for(f"{len(wanted)} nodes Ready", core.list_node, ready,
-                 timeout=NODES_READY_TIMEOUT, timeout_name="nodes-ready", progress=log)
+                 timeout=self.spec.nodes_ready_timeout, timeout_name="nodes-ready", progress=log)
         api.close()
 
     # --- down -----------------------------------------------------------------------------

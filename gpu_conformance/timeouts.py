@@ -20,8 +20,8 @@ class Timeout:
 
 
 _DEFAULTS: tuple[Timeout, ...] = (
-    Timeout("api-ready", 60, "a fresh kube-apiserver on 2 cores serves /readyz within seconds; "
-            "a minute covers a loaded CI machine"),
+    Timeout("api-ready", 60, "the offline cluster's kube-apiserver serves /readyz within seconds "
+            "on 2 cores; a minute covers a loaded CI machine"),
     Timeout("nodes-ready", 60, "simulated nodes turn Ready as soon as kwok sees them; real nodes "
             "are expected Ready before the suite starts"),
     Timeout("plugin-rollout", 600, "the device plugin may wait for the GPU driver to install, "

@@ -44,4 +44,6 @@ def from_pytest_config(config: Any) -> KwokBackend:
     return KwokBackend(OfflineClusterSpec(
         name=name, gpu_nodes=settings.gpu_nodes, gpus_per_node=settings.gpus_per_node,
         gpu_product=settings.gpu_product, taint_gpu_nodes=settings.taint_gpu_nodes,
+        api_ready_timeout=settings.timeouts["api-ready"],
+        nodes_ready_timeout=settings.timeouts["nodes-ready"],
     ))
