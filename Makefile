@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: conformance test unit integration offline-aks lint typecheck check binaries bench venv clean
+.PHONY: conformance test unit integration offline-aks lint typecheck check binaries bench venv clean docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,11 +44,15 @@ offline-aks: venv
 	  unshare -n $(BIN)/pytest -c tests/pytest.ini -q tests/unit/test_aks_janitor.py \
 	    tests/unit/test_aks_provision.py tests/unit/test_aks_settings.py tests/unit/test_aks_plugin.py && \
 	  unshare -n $(BIN)/gpu-conformance aks plan --aks-subscription 00000000-0000-0000-0000-000000000000 \
-	    --aks-resource-group rg-dry --aks-run-id dry > /dev/null && echo "AKS tests and plan: no network used"; \
+	    --aks-resource-group rg-dry --run-id dry > /dev/null && echo "AKS tests and plan: no network used"; \
 	else echo "unshare -n not permitted here: AKS tests ran in 'make unit' with network present"; fi
 
 bench: binaries
 	$(BIN)/python benchmarks/cluster_up.py
+
+# the README's options and timeouts tables, from gpu_conformance/options.py and timeouts.py
+docs: venv
+	$(BIN)/python -m gpu_conformance.docs
 
 lint: venv
 	$(BIN)/ruff check .

@@ -16,21 +16,22 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from gpu_conformance.errors import ToolchainError
+from gpu_conformance.log import Log
+from gpu_conformance.paths import REPO_ROOT
+from gpu_conformance.timeouts import DEFAULTS
 
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.14"
 KWOK_VERSION = "v0.8.0"
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # CI and cron jobs often run with a short PATH: Go is also looked for where it installs itself
 GO_LOCATIONS = ["/usr/local/go/bin/go", "/usr/lib/go/bin/go"]
-# one program's cold build is ~10 min on 2 cores; an hour means something is stuck
-BUILD_TIMEOUT = 3600
+BUILD_TIMEOUT = DEFAULTS["go-build"].seconds
 TOOLS_DIR = REPO_ROOT / "tools"
 
 
@@ -88,7 +89,8 @@ def env_var(program: str) -> str:
 
 def _version_output(path: Path) -> str:
     try:
-        run = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=20)
+        run = subprocess.run([str(path), "--version"], capture_output=True, text=True,
+                             timeout=DEFAULTS["program-version"].seconds)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return run.stdout + run.stderr
@@ -141,7 +143,7 @@ def _go() -> str:
     return go
 
 
-def build_family(family: Family, log: Callable[[str], None]) -> Path:
+def build_family(family: Family, log: Log) -> Path:
     """Build every program of ``family`` into its cache folder (atomically) and return it."""
     target = cache_dir() / family.cache_key
     module = TOOLS_DIR / family.module_dir
@@ -176,7 +178,7 @@ def build_family(family: Family, log: Callable[[str], None]) -> Path:
     return target
 
 
-def ensure(log: Callable[[str], None] | None = None) -> dict[str, Path]:
+def ensure(log: Log | None = None) -> dict[str, Path]:
     """Every program's path, building the missing families (under a lock) first."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     paths: dict[str, Path] = {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpu_conformance.kube import is_not_found, short
+from gpu_conformance.errors import is_not_found, one_line
+from gpu_conformance.log import Log
 
 
 @dataclass
@@ -23,7 +24,7 @@ class CleanupStack:
         """Register ``action`` (idempotent; NotFound counts as done) and its manual command."""
         self.entries.append(_Entry(description, action, manual))
 
-    def run(self, log: Callable[[str], None]) -> list[str]:
+    def run(self, log: Log) -> list[str]:
         """Run every entry, newest first; return one line per failure, with its manual command."""
         failures = []
         while self.entries:
@@ -33,7 +34,7 @@ class CleanupStack:
             except Exception as exc:
                 if is_not_found(exc):
                     continue
-                line = f"cleanup failed: {entry.description}: {short(exc)}"
+                line = f"cleanup failed: {entry.description}: {one_line(exc)}"
                 if entry.manual:
                     line += f"; clean up by hand: {entry.manual}"
                 log(line)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -111,10 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "and kwok programs; print their paths")
     build.set_defaults(func=_binaries)
 
-    for module_name in ("gpu_conformance.backends.aks",):
-        module = importlib.import_module(module_name)
-        if hasattr(module, "add_cli"):
-            module.add_cli(commands)
+    from gpu_conformance.aks.cli import add_cli
+
+    add_cli(commands)
     return parser
 
 

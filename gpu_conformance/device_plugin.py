@@ -9,16 +9,15 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from gpu_conformance.binaries import REPO_ROOT
 from gpu_conformance.errors import UsageError
+from gpu_conformance.kube import call
+from gpu_conformance.objects import RUN_LABEL
+from gpu_conformance.paths import manifests_dir
 
-MANIFESTS_DIR = REPO_ROOT / "manifests"
 BUILTIN_MANIFESTS = {
-    "current": [MANIFESTS_DIR / "current" / "nvidia-device-plugin.yaml"],
-    "seed": [MANIFESTS_DIR / "seed" / "namespace.yaml",
-             MANIFESTS_DIR / "seed" / "nvidia-device-plugin-ds.yaml"],
+    "current": ["current/nvidia-device-plugin.yaml"],
+    "seed": ["seed/namespace.yaml", "seed/nvidia-device-plugin-ds.yaml"],
 }
-PLUGIN_MODES = ("auto", "install", "existing")
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,8 @@ class PluginRef:
 
 def load_manifest(choice: str) -> list[dict[str, Any]]:
     """The objects of ``current``, ``seed`` or a manifest file; bad input is one clear line."""
-    files = BUILTIN_MANIFESTS.get(choice) or [Path(choice).expanduser()]
+    builtin = BUILTIN_MANIFESTS.get(choice)
+    files = [manifests_dir() / f for f in builtin] if builtin else [Path(choice).expanduser()]
     objects: list[dict[str, Any]] = []
     for path in files:
         if not path.is_file():
@@ -79,8 +79,6 @@ def is_nvidia_device_plugin(ds: Any) -> bool:
 
 
 def find_existing(apps: client.AppsV1Api, exclude_run: str | None = None) -> list[Any]:
-    from gpu_conformance.kube import call
-
     found = []
     items: list[Any] = call(apps.list_daemon_set_for_all_namespaces).items
     for ds in items:
@@ -96,5 +94,3 @@ def ref_for(ds: Any, installed_by_run: bool) -> PluginRef:
     return PluginRef(ds.metadata.namespace, ds.metadata.name, images[0] if images else "",
                      installed_by_run)
 
-
-RUN_LABEL = "gpu-conformance.io/run"

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,22 +25,19 @@ import yaml
 from kubernetes import client
 
 from gpu_conformance import binaries, gpus, nodes
-from gpu_conformance.errors import ClusterError, UsageError
-from gpu_conformance.kube import call, is_conflict, new_api_client, short
-from gpu_conformance.timeouts import DEFAULTS
+from gpu_conformance.errors import ClusterError, UsageError, one_line
+from gpu_conformance.kube import call, is_conflict, new_api_client
+from gpu_conformance.log import Log
+from gpu_conformance.paths import REPO_ROOT, in_checkout
+from gpu_conformance.timeouts import Timeouts
 from gpu_conformance.verdict import Verdict
 from gpu_conformance.waits import wait_for
 from gpu_conformance.workloads import PROFILES
-
-Log = Callable[[str], None]
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 DEFAULT_NAME = "gpu-conformance"
 SEED_JOB_CONTAINER = "samples-tf-mnist-demo"
 PLUGIN_CONTAINERS = ("nvidia-device-plugin-ctr", "nvidia-device-plugin")
-# beyond its own --wait for the API, kwokctl writes certificates and starts 5 processes
-KWOKCTL_SLACK = 120
-STOP_TIMEOUT = 10  # etcd and kube-apiserver shut down within a second or two on SIGTERM
 
 
 def _say(line: str) -> None:
@@ -61,8 +57,7 @@ class OfflineClusterSpec:
     taint_gpu_nodes: bool = False
     port: int | None = None
     extra_node_labels: dict[str, str] = field(default_factory=dict)
-    api_ready_timeout: float = DEFAULTS["api-ready"].seconds
-    nodes_ready_timeout: float = DEFAULTS["nodes-ready"].seconds
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     def sku(self) -> gpus.GpuSku:
         if not self.gpu_product:
@@ -102,8 +97,8 @@ def state_dir() -> Path:
     explicit = os.environ.get("GPU_CONFORMANCE_STATE")
     if explicit:
         return Path(explicit)
-    if (binaries.REPO_ROOT / "pytest.ini").is_file():
-        return binaries.REPO_ROOT / ".gpu-conformance"
+    if in_checkout():
+        return REPO_ROOT / ".gpu-conformance"
     return binaries.cache_dir()
 
 
@@ -191,9 +186,10 @@ class OfflineCluster:
             self._kwokctl(paths, "create", "cluster", "--name", self.spec.name,
                           "--config", str(config_file), "--kubeconfig", "",
                           "--kube-apiserver-port", str(port),
-                          "--wait", f"{self.spec.api_ready_timeout:g}s",
+                          "--wait", f"{self.spec.timeouts['api-ready']:g}s",
                           "--extra-args", "kube-apiserver=advertise-address=127.0.0.1",
-                          timeout=self.spec.api_ready_timeout + KWOKCTL_SLACK, log=log)
+                          timeout=self.spec.timeouts["api-ready"] + self.spec.timeouts["kwokctl"],
+                          log=log)
             log(f"control plane up on https://127.0.0.1:{port} "
                 f"({time.monotonic() - started:.1f}s)")
             self._create_nodes(sku, log)
@@ -284,7 +280,7 @@ class OfflineCluster:
             except client.exceptions.ApiException as exc:
                 if not is_conflict(exc):
                     raise ClusterError(f"cannot create node {manifest['metadata']['name']}: "
-                                       f"{short(exc)}") from None
+                                       f"{one_line(exc)}") from None
         wanted = {m["metadata"]["name"] for m in manifests}
 
         def ready(items: list[Any]) -> Verdict:
@@ -292,7 +288,8 @@ class OfflineCluster:
             return Verdict(ok == wanted, f"{len(ok)}/{len(wanted)} nodes Ready")
 
         wait_for(f"{len(wanted)} nodes Ready", core.list_node, ready,
-                 timeout=self.spec.nodes_ready_timeout, timeout_name="nodes-ready", progress=log)
+                 timeout=self.spec.timeouts["nodes-ready"], timeout_name="nodes-ready",
+                 progress=log)
         api.close()
 
     # --- down -----------------------------------------------------------------------------
@@ -311,7 +308,8 @@ class OfflineCluster:
                     # it never edits the user's ~/.kube/config
                     scratch = self.kwok_dir / "scratch-kubeconfig.yaml"
                     self._kwokctl({"kwokctl": kwokctl}, "delete", "cluster", "--name",
-                                  self.spec.name, "--kubeconfig", str(scratch), timeout=60, log=log)
+                                  self.spec.name, "--kubeconfig", str(scratch),
+                                  timeout=self.spec.timeouts["kwokctl"], log=log)
             except ClusterError as exc:
                 log(f"kwokctl delete failed ({exc}); stopping the processes directly")
         self._stop(started, log)
@@ -346,11 +344,12 @@ class OfflineCluster:
         for pid in [p for p in pids if self._ours(p)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
+        grace = self.spec.timeouts["process-stop"]
+        deadline = time.monotonic() + grace
         while any(self._ours(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)  # these are not our children: there is nothing to wait() on
         for pid in [p for p in pids if self._ours(p)]:
-            log(f"process {pid} ignored SIGTERM for {STOP_TIMEOUT}s; killing it")
+            log(f"process {pid} ignored SIGTERM for {grace:g}s; killing it")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

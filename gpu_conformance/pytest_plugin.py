@@ -1,10 +1,15 @@
-"""The pytest plugin: options, markers, the run's lifecycle, diagnostics and report properties.
+"""The pytest plugin: options, markers, the run's lifecycle, fixtures, diagnostics and report
+properties.
 
 Loaded by the repository's pytest.ini (``-p gpu_conformance.pytest_plugin``), so its
 options are known before pytest decides its rootdir. Nothing here touches a cluster for
 ``--help``, ``--markers`` or ``--collect-only``: the run (provision or attach, device plugin)
 starts at session start, before collection, because capacity tests are parametrized by the
 cluster's GPU nodes; with xdist only the controller starts it and workers attach.
+
+Suites and fixtures never import this module: what they need of the run reaches them as the
+fixtures defined here (``gpu_settings``, ``gpu_run``, ``gpu_backend``, ``gpu_progress``,
+``gpu_run_property``).
 """
 
 from __future__ import annotations
@@ -17,19 +22,23 @@ from typing import Any
 
 import pytest
 
-from gpu_conformance import checks, settings
-from gpu_conformance.errors import GpuConformanceError, UsageError
-from gpu_conformance.kube import call, short
-from gpu_conformance.run import RunContext, RunInfo, sweep_namespaces
+from gpu_conformance import backends, options
+from gpu_conformance.backends.base import ClusterBackend
+from gpu_conformance.checks.capacity import NO_GPU_NODE, NOT_STARTED
+from gpu_conformance.errors import GpuConformanceError, UsageError, one_line
+from gpu_conformance.gpu_nodes import find_gpu_nodes
+from gpu_conformance.kube import call, set_request_timeout
+from gpu_conformance.log import Log
+from gpu_conformance.namespaces import sweep_namespaces
+from gpu_conformance.run import RunContext, RunInfo
+from gpu_conformance.settings import Settings
 
-SETTINGS_KEY = pytest.StashKey[settings.Settings]()
-CONTEXT_KEY = pytest.StashKey[RunContext]()
+SETTINGS_KEY = pytest.StashKey[Settings]()
+CONTEXT_KEY = pytest.StashKey[RunContext | None]()
 INFO_KEY = pytest.StashKey[RunInfo]()
 NODES_KEY = pytest.StashKey[list[str]]()
 PROPS_KEY = pytest.StashKey[dict[str, str]]()
 WORKERINPUT = "gpu_conformance_run"
-NO_GPU_NODE = "no-gpu-node-found"
-NOT_STARTED = "run-not-started"
 
 MARKERS = (
     "gpu_suite(name): a conformance suite (rollout, capacity, workload, device)",
@@ -38,16 +47,21 @@ MARKERS = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    settings.add_options(parser)
+    options.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     try:
-        config.stash[SETTINGS_KEY] = settings.Settings.from_config(config)
+        chosen = Settings.from_config(config)
+        if not _is_worker(config):
+            # the backend checks its own options now: a bad one is a usage error, not a crash
+            config.stash[CONTEXT_KEY] = RunContext.create(chosen, _log)
     except UsageError as exc:
         raise pytest.UsageError(exc.one_line()) from None
+    config.stash[SETTINGS_KEY] = chosen
+    set_request_timeout(chosen.timeouts["api-connect"], chosen.timeouts["api-read"])
     config.stash[PROPS_KEY] = {}
     _config[:] = [config]
     workerinput = getattr(config, "workerinput", None)
@@ -73,11 +87,6 @@ def _log(line: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def progress(topic: str) -> Callable[[str], None]:
-    """Progress lines for a long wait, e.g. ``plugin rollout: [ 12.0s] 2/3 plugin pods ready``."""
-    return lambda line: _log(f"{topic}: {line}")
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     _config.clear()
 
@@ -95,16 +104,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if _is_worker(config) or config.option.collectonly:
         return
-    chosen = config.stash[SETTINGS_KEY]
-    dry_run = _aks_dry_run(config)
-    if dry_run is not None:
-        print(dry_run, flush=True)
-        pytest.exit("--aks-dry-run: plan printed, nothing called", returncode=0)
-    # CI cancellations send SIGTERM: make it run the same cleanup as Ctrl-C
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    context = config.stash.get(CONTEXT_KEY, None)
+    if context is None:
+        return
     try:
-        context = RunContext.from_pytest_config(config, chosen, _log)
-        config.stash[CONTEXT_KEY] = context
+        plan = context.backend.preflight()
+        if plan is not None:
+            print(plan, flush=True)
+            config.stash[CONTEXT_KEY] = None
+            pytest.exit(f"{context.backend.name}: plan printed, nothing called", returncode=0)
+        # CI cancellations send SIGTERM: make it run the same cleanup as Ctrl-C
+        signal.signal(signal.SIGTERM, _raise_interrupt)
         info = context.start()
     except GpuConformanceError as exc:
         code = pytest.ExitCode.USAGE_ERROR if isinstance(exc, UsageError) else \
@@ -114,16 +124,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _add_properties(config, info.properties)
     _log(f"run {info.run_id}: {info.backend} cluster {info.cluster_name!r}, "
          f"{info.properties.get('gpu_node_count')} GPU node(s)")
-
-
-def _aks_dry_run(config: pytest.Config) -> str | None:
-    """The AKS plan when a dry run is asked for (flag, env or ini), else None."""
-    from gpu_conformance.backends import aks
-
-    if aks.is_dry_run(config):
-        text: str = aks.dry_run_text(config)
-        return text
-    return None
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: absent with -p no:xdist
@@ -155,11 +155,6 @@ def _add_properties(config: pytest.Config, props: dict[str, str]) -> None:
             xml.add_global_property(key, value)
 
 
-def add_run_property(config: pytest.Config, key: str, value: str) -> None:
-    """A fact learned during the run (e.g. driver version) for the JUnit report."""
-    _add_properties(config, {key: value})
-
-
 # trylast: after pytest's own teardown of session fixtures (the run namespace), which an
 # interrupted session defers to sessionfinish
 @pytest.hookimpl(trylast=True)
@@ -172,15 +167,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     info = config.stash.get(INFO_KEY, None)
     try:
         if info is not None:
-            api = info.api_client()
             try:
-                failures += sweep_namespaces(api, info.run_id,
-                                             config.stash[SETTINGS_KEY].timeouts["cleanup"], _log,
-                                             wait=info.cluster_outlives_run)
+                api = info.api_client()
+                try:
+                    failures += sweep_namespaces(api, info.run_id,
+                                                 config.stash[SETTINGS_KEY].timeouts["cleanup"],
+                                                 _log, wait=info.cluster_outlives_run)
+                finally:
+                    api.close()
             except Exception as exc:
-                failures.append(f"namespace sweep: {short(exc)}")
-            finally:
-                api.close()
+                failures.append(f"namespace sweep: {one_line(exc)}")
         failures += context.finish()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -206,14 +202,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     if "gpu_node_name" in metafunc.fixturenames:
-        names = gpu_node_names(config)
+        names = _node_names(config)
         metafunc.parametrize("gpu_node_name", names, ids=names)
     if "workload_profile" in metafunc.fixturenames:
         chosen = config.stash[SETTINGS_KEY].workloads
         metafunc.parametrize("workload_profile", chosen, ids=list(chosen))
 
 
-def gpu_node_names(config: pytest.Config) -> list[str]:
+def _node_names(config: pytest.Config) -> list[str]:
     """GPU node names to parametrize per-node tests; placeholders when no run started."""
     cached = config.stash.get(NODES_KEY, None)
     if cached is not None:
@@ -229,10 +225,65 @@ def gpu_node_names(config: pytest.Config) -> list[str]:
             nodes = call(client.CoreV1Api(api).list_node).items
         finally:
             api.close()
-        names = [n.name for n in checks.find_gpu_nodes(nodes)] or [NO_GPU_NODE]
+        names = [n.name for n in find_gpu_nodes(nodes)] or [NO_GPU_NODE]
     config.stash[NODES_KEY] = names
     return names
 
+
+# --- fixtures: what suites and fixtures know of the run ----------------------------------------
+
+@pytest.fixture(scope="session")
+def gpu_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved gpu-conformance options (command line, env, ini, defaults)."""
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def gpu_run(pytestconfig: pytest.Config) -> RunInfo:
+    """The run: the cluster the session provisioned or attached to, and its device plugin."""
+    info = pytestconfig.stash.get(INFO_KEY, None)
+    if info is None:
+        pytest.fail("the gpu-conformance run was not started (no cluster): see the lines above",
+                    pytrace=False)
+    return info
+
+
+@pytest.fixture(scope="session")
+def gpu_backend(gpu_run: RunInfo, gpu_settings: Settings) -> ClusterBackend:
+    """The run's backend as this process knows it: its hooks (e.g. kind's stand-in images)
+    adapt what the fixtures create. Built from settings and run id; touches no cluster."""
+    return backends.create(gpu_settings, gpu_run.run_id)
+
+
+@pytest.fixture(scope="session")
+def gpu_progress() -> Callable[[str], Log]:
+    """``gpu_progress(topic)`` -> a Log printing live progress lines ``topic: [ 12.0s] ...``."""
+    return lambda topic: (lambda line: _log(f"{topic}: {line}"))
+
+
+@pytest.fixture(scope="session")
+def gpu_run_property(pytestconfig: pytest.Config) -> Callable[[str, str], None]:
+    """``gpu_run_property(key, value)``: a fact learned during the run, for the reports."""
+    return lambda key, value: _add_properties(pytestconfig, {key: value})
+
+
+@pytest.fixture(scope="session")
+def gpu_node_names(pytestconfig: pytest.Config) -> list[str]:
+    """The GPU node names the per-node tests are parametrized with."""
+    return _node_names(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def run_namespace_name(gpu_run: RunInfo, worker_id: str) -> str:
+    """The name of this run's (and xdist worker's) namespace."""
+    import os
+
+    from gpu_conformance.namespaces import namespace_name
+
+    return namespace_name(gpu_run.run_id, worker_id if worker_id != "master" else str(os.getpid()))
+
+
+# --- diagnostics on failure --------------------------------------------------------------------
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[Any, Any, None]:
@@ -243,8 +294,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     info = item.config.stash.get(INFO_KEY, None)
     if info is None:
         return
-    funcargs = getattr(item, "funcargs", {})
-    namespaces = [ns for ns in (funcargs.get("run_namespace"),) if isinstance(ns, str)]
+    from gpu_conformance.namespaces import namespace_name
+
+    worker = getattr(item.config, "workerinput", {}).get("workerid")
+    import os
+
+    namespaces = [namespace_name(info.run_id, worker or str(os.getpid()))]
     if info.plugin:
         namespaces.append(info.plugin["namespace"])
     from gpu_conformance import diagnostics
@@ -256,7 +311,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         finally:
             api.close()
     except Exception as exc:
-        text = f"(diagnostics unavailable: {short(exc)})"
+        text = f"(diagnostics unavailable: {one_line(exc)})"
     longrepr = report.longrepr
     if hasattr(longrepr, "addsection"):
         longrepr.addsection("gpu-conformance diagnostics", text)

@@ -14,13 +14,26 @@ from typing import Any
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from gpu_conformance.errors import FinalStateError, WaitTimeout
-from gpu_conformance.kube import call, is_transient, short
+from gpu_conformance.errors import FinalStateError, WaitTimeout, one_line
+from gpu_conformance.kube import call, is_transient
+from gpu_conformance.log import Log
 from gpu_conformance.verdict import Verdict
 
 WATCH_CHUNK_SECONDS = 30  # the server closes each watch after this; the wait then resumes
 PROGRESS_EVERY = 15.0  # a "still waiting" line at least this often during long waits
 PROGRESS_MIN_GAP = 1.0  # state changes faster than this are summarized by the next line
+RELIST_PAUSE = 0.5  # after a dropped watch, before listing again (an API server restarting)
+
+
+def _meta(obj: Any, field: str) -> Any:
+    """A metadata field of a watch event's object, in either shape the client hands over:
+    a model (ADDED/MODIFIED/DELETED) or a plain dict (BOOKMARK, ERROR, unknown kinds)."""
+    if isinstance(obj, dict):
+        meta = obj.get("metadata") or {}
+        key = {"resource_version": "resourceVersion"}.get(field, field)
+        return meta.get(key) if isinstance(meta, dict) else None
+    meta = getattr(obj, "metadata", None)
+    return getattr(meta, field, None) if meta is not None else None
 
 
 def wait_for(
@@ -30,7 +43,7 @@ def wait_for(
     *,
     timeout: float,
     timeout_name: str,
-    progress: Callable[[str], None] | None = None,
+    progress: Log | None = None,
     clock: Callable[[], float] = time.monotonic,
     recheck_every: float | None = None,
     **list_kwargs: Any,
@@ -50,19 +63,31 @@ def wait_for(
             raise FinalStateError(f"expected {description}, but {verdict.final}")
         return verdict
 
+    def timed_out() -> WaitTimeout:
+        return WaitTimeout(
+            f"timed out after {timeout:g}s ({timeout_name} timeout): expected {description}, "
+            f"got instead: {verdict.summary}"
+        )
+
     while True:
         if resource_version is None:
-            listed = call(list_fn, **list_kwargs)
+            try:
+                listed = call(list_fn, deadline=deadline, **list_kwargs)
+            except Exception as exc:
+                if not is_transient(exc) or clock() >= deadline:
+                    if is_transient(exc):
+                        raise timed_out() from None
+                    raise
+                reporter.note(f"listing failed ({one_line(exc)}); trying again")
+                time.sleep(min(RELIST_PAUSE, max(0.0, deadline - clock())))
+                continue
             objects = {item.metadata.uid: item for item in listed.items}
             resource_version = listed.metadata.resource_version
             if judge().done:
                 return list(objects.values())
         remaining = deadline - clock()
         if remaining <= 0:
-            raise WaitTimeout(
-                f"timed out after {timeout:g}s ({timeout_name} timeout): expected {description}, "
-                f"got instead: {verdict.summary}"
-            )
+            raise timed_out()
         # recheck_every: states that change with time alone (e.g. "unschedulable for 10 s")
         # need a fresh look even when no event arrives
         chunk = max(1, int(min(remaining, recheck_every or WATCH_CHUNK_SECONDS, WATCH_CHUNK_SECONDS)))
@@ -72,17 +97,18 @@ def wait_for(
                 list_fn, resource_version=resource_version, timeout_seconds=chunk,
                 _request_timeout=chunk + 5, allow_watch_bookmarks=True, **list_kwargs,
             ):
-                kind, obj = event["type"], event["object"]
+                kind, obj = event.get("type"), event.get("object")
                 if kind == "ERROR":
-                    resource_version = None  # expired resourceVersion: relist
+                    resource_version = None  # e.g. 410 Gone: resourceVersion too old; relist
                     break
-                resource_version = obj.metadata.resource_version
-                if kind == "BOOKMARK":
-                    continue
+                resource_version = _meta(obj, "resource_version") or resource_version
+                if kind not in ("ADDED", "MODIFIED", "DELETED") or isinstance(obj, dict):
+                    continue  # BOOKMARK, or an object the client could not deserialize
+                uid = _meta(obj, "uid")
                 if kind == "DELETED":
-                    objects.pop(obj.metadata.uid, None)
+                    objects.pop(uid, None)
                 else:
-                    objects[obj.metadata.uid] = obj
+                    objects[uid] = obj
                 if judge().done:
                     return list(objects.values())
                 if clock() >= deadline:
@@ -93,11 +119,14 @@ def wait_for(
             if exc.status != 410 and not is_transient(exc):
                 raise
             resource_version = None
+        except FinalStateError:
+            raise
         except Exception as exc:  # the watch connection dropped: relist within the deadline
             if not is_transient(exc):
                 raise
-            reporter.note(f"watch interrupted ({short(exc)}); listing again")
+            reporter.note(f"watch interrupted ({one_line(exc)}); listing again")
             resource_version = None
+            time.sleep(min(RELIST_PAUSE, max(0.0, deadline - clock())))
         finally:
             stream.stop()
 
@@ -105,8 +134,7 @@ def wait_for(
 class _Progress:
     """Progress lines: each change of state, and a reminder during long quiet spells."""
 
-    def __init__(self, sink: Callable[[str], None] | None, description: str,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, sink: Log | None, description: str, clock: Callable[[], float]) -> None:
         self.sink, self.description, self.clock = sink, description, clock
         self.started = clock()
         self.last_summary: str | None = None
@@ -120,7 +148,8 @@ class _Progress:
 
     def note(self, text: str) -> None:
         now = self.clock()
-        self.last_summary = text if not text.startswith("watch ") else self.last_summary
+        if not text.startswith(("watch ", "listing ")):
+            self.last_summary = text
         self.last_time = now
         if self.sink:
             self.sink(f"[{now - self.started:5.1f}s] {text}")

@@ -21,7 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gpu_conformance import checks, gpus  # noqa: E402
+from gpu_conformance import gpus  # noqa: E402
+from gpu_conformance.checks import device  # noqa: E402
 from gpu_conformance.workloads import get_profile  # noqa: E402
 
 RUNS = {
@@ -58,7 +59,7 @@ def main() -> int:
             (args.out / f"{name}.log").write_text(log)
         profile = get_profile(name)
         report = profile.parse(log)
-        problems = checks.device_problems(report, expected, profile.min_accuracy,
+        problems = device.judge(report, expected, profile.min_accuracy,
                                           needs_device=profile.requires_device_line)
         if any(codes):
             problems.append(f"exit codes {codes}")

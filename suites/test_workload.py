@@ -12,5 +12,5 @@ pytestmark = pytest.mark.gpu_suite("workload")
 @pytest.mark.xdist_group("workload")
 def test_gpu_job_completes(workload_profile: str, workload_runner: Runner) -> None:
     """The profile's Job reaches completions 1/1 within the job-complete timeout."""
-    result = workload_runner(workload_profile)
-    assert result.completed, result.failure
+    outcome = workload_runner(workload_profile).outcome
+    assert outcome.ok, outcome.message

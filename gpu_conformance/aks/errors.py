@@ -10,13 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gpu_conformance.errors import ClusterError, GpuConformanceError, UsageError
+from gpu_conformance.errors import ClusterError, GpuConformanceError, UsageError, shorten
+from gpu_conformance.log import Log
+from gpu_conformance.retry import exponential, retrying
 
 if TYPE_CHECKING:
     from gpu_conformance.aks.settings import AksSettings
 
 T = TypeVar("T")
-Log = Callable[[str], None]
 
 RETRY_ATTEMPTS = 6
 #: seconds between attempts grow 5, 10, 20, 40, 80: a conflicting AKS operation
@@ -100,12 +101,7 @@ def fault_of(exc: BaseException) -> ArmFault:
     codes = tuple(c for c, _ in found if c)
     text = " ".join(f"{c} {m}" for c, m in found).lower()
     return ArmFault(status if isinstance(status, int) else None, codes,
-                    code or (codes[-1] if codes else ""), _short(message), text)
-
-
-def _short(message: str) -> str:
-    line = " ".join(message.split())
-    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "..."
+                    code or (codes[-1] if codes else ""), shorten(message, MESSAGE_LIMIT), text)
 
 
 def _is_quota(f: ArmFault) -> bool:
@@ -183,43 +179,23 @@ def clean_error(exc: BaseException, action: str, s: AksSettings | None) -> GpuCo
     return AksArmError(line, hint=f"see the activity log of {group} in the Azure portal")
 
 
-def is_not_found(exc: BaseException) -> bool:
-    if type(exc).__name__ == "ResourceNotFoundError":
-        return True
-    f = fault_of(exc)
-    return f.status == 404 or f.has("ResourceNotFound", "ResourceGroupNotFound", "NotFound")
-
-
 def call(fn: Callable[[], T], *, action: str, log: Log, settings: AksSettings | None = None,
          attempts: int = RETRY_ATTEMPTS, wait: float | None = None) -> T:
     """Run ``fn``, retrying only the named transient conflicts; other errors become one line.
 
     ``wait`` fixes the pause between attempts (tests use 0); by default it grows exponentially.
     """
-    import tenacity
 
-    def should_retry(state: tenacity.RetryCallState) -> bool:
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None and outcome.failed else None
-        if exc is None:
-            return False
+    def transient(exc: BaseException, attempt: int) -> str | None:
         reason = transient_reason(exc)
-        if reason == "AllocationFailed":
-            return state.attempt_number < 2
-        return reason is not None
+        if reason == "AllocationFailed" and attempt >= 2:
+            return None  # one more try at most: capacity rarely frees up within minutes
+        return reason
 
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        reason = transient_reason(exc) if exc else "error"
-        log(f"{action}: attempt {state.attempt_number}/{attempts} failed ({reason}); will retry")
-
-    pause: tenacity.wait.wait_base = (
-        tenacity.wait_fixed(wait) if wait is not None
-        else tenacity.wait_exponential(multiplier=RETRY_WAIT_MULTIPLIER, max=RETRY_WAIT_MAX))
-    retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(attempts), wait=pause,
-                                 retry=should_retry, before_sleep=before_sleep, reraise=True)
     try:
-        return retrying(fn)
+        return retrying(fn, transient=transient, attempts=attempts, action=action, log=log,
+                        wait=wait if wait is not None
+                        else exponential(RETRY_WAIT_MULTIPLIER, RETRY_WAIT_MAX))
     except GpuConformanceError:
         raise
     except Exception as exc:

@@ -15,9 +15,10 @@ from functools import partial
 from typing import Any
 
 from gpu_conformance.aks.clients import Clients
-from gpu_conformance.aks.errors import Log, call, clean_error, is_not_found
+from gpu_conformance.aks.errors import call, clean_error
 from gpu_conformance.aks.plan import EXPIRES_TAG, RUN_ID_TAG, format_time, parse_time
-from gpu_conformance.errors import GpuConformanceError
+from gpu_conformance.errors import GpuConformanceError, is_not_found
+from gpu_conformance.log import Log
 
 _GROUP_IN_ID = re.compile(r"/resourcegroups/([^/]+)/", re.IGNORECASE)
 

@@ -1,4 +1,5 @@
-"""The AKS ClusterBackend: provision (or attach), hand over a kubeconfig, delete what it made."""
+"""AKS provisioning: create (or attach to) a cluster with a tainted GPU pool, hand over a
+kubeconfig, delete what it made. The ``--backend aks`` adapter is gpu_conformance.backends.aks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -17,32 +19,43 @@ from typing import TYPE_CHECKING, Any
 from gpu_conformance.aks import plan
 from gpu_conformance.aks.clients import Clients, make_clients
 from gpu_conformance.aks.credentials import CredentialFactory, default_factory
-from gpu_conformance.aks.errors import (
-    AksArmError,
-    AksConflictError,
-    Log,
-    call,
+from gpu_conformance.aks.errors import AksArmError, AksConflictError, call
+from gpu_conformance.aks.janitor import sweep_quietly
+from gpu_conformance.aks.settings import AksSettings
+from gpu_conformance.errors import (
+    ClusterError,
+    GpuConformanceError,
+    UsageError,
+    WaitTimeout,
     is_not_found,
 )
-from gpu_conformance.aks.janitor import sweep_quietly
-from gpu_conformance.aks.settings import AKS_TIMEOUTS, AksSettings
-from gpu_conformance.backends.base import ClusterHandle
-from gpu_conformance.errors import ClusterError, GpuConformanceError, UsageError, WaitTimeout
 from gpu_conformance.gpus import sku_for_vm_size
+from gpu_conformance.log import Log
+from gpu_conformance.timeouts import DEFAULTS
 
 if TYPE_CHECKING:
     from azure.core.polling import LROPoller
 
 
-class AksBackend:
+@dataclass
+class AksCluster:
+    """A cluster ready for the suites: where its kubeconfig is and what is known of it."""
+
+    kubeconfig: Path
+    name: str
+    #: created (by this run) or existing (attached with --aks-existing)
+    mode: str
+    expected_gpu: str | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+class AksProvisioner:
     """Creates a resource group (if absent), a cluster and a tainted GPU pool; or attaches.
 
     Everything ``up`` creates is recorded before the request that creates it is sent, so
     ``down`` (idempotent, NotFound counts as done) also cleans up after a failed or interrupted
     ``up``. ``up`` calls ``down`` itself when it fails.
     """
-
-    name = "aks"
 
     def __init__(self, settings: AksSettings, *,
                  credential_factory: CredentialFactory | None = None,
@@ -66,7 +79,7 @@ class AksBackend:
 
     # -- up -------------------------------------------------------------------------------
 
-    def up(self, log: Log) -> ClusterHandle:
+    def up(self, log: Log) -> AksCluster:
         s = self.settings
         if s.dry_run:
             raise UsageError("--aks-dry-run only prints the plan; nothing was provisioned")
@@ -111,8 +124,8 @@ class AksBackend:
                 raise WaitTimeout(
                     f"expected {action} to finish within {seconds:g}s, got instead: "
                     f"status {poller.status()}",
-                    hint=f"{AKS_TIMEOUTS[timeout_name].reason}; raise it with "
-                         f"--aks-timeouts {timeout_name}=SECONDS")
+                    hint=f"{DEFAULTS[timeout_name].reason}; raise it with "
+                         f"--gpu-timeout {timeout_name}=SECONDS")
             return result
 
         return self._call(once, action, log)
@@ -171,14 +184,14 @@ class AksBackend:
         log(f"creating AKS cluster {s.cluster_name} (system pool {s.system_vm_size})")
         self._lro(lambda: c.aks.managed_clusters.begin_create_or_update(
             s.resource_group, s.cluster_name, ManagedCluster(plan.cluster_body(s))),
-            f"create cluster {s.cluster_name}", "create", log)
+            f"create cluster {s.cluster_name}", "aks-create", log)
         log(f"adding GPU pool: {s.node_count} x {s.vm_size}, taint {plan.GPU_TAINT}, "
             f"driver {s.gpu_driver}" + (f", MIG {s.mig_profile}" if s.mig_profile else ""))
         self._lro(lambda: c.aks.agent_pools.begin_create_or_update(
             s.resource_group, s.cluster_name, plan.GPU_POOL, AgentPool(plan.gpu_pool_body(s))),
-            f"create GPU pool {plan.GPU_POOL}", "gpu-pool", log)
+            f"create GPU pool {plan.GPU_POOL}", "aks-gpu-pool", log)
 
-    def _attach(self, c: Clients, log: Log) -> ClusterHandle:
+    def _attach(self, c: Clients, log: Log) -> AksCluster:
         s = self.settings
         cluster = self._find_cluster(c, log)
         if cluster is None:
@@ -194,7 +207,7 @@ class AksBackend:
                             version=getattr(cluster.properties, "current_kubernetes_version", None))
 
     def _handle(self, c: Clients, log: Log, vm_size: str | None, mode: str,
-                version: str | None = None) -> ClusterHandle:
+                version: str | None = None) -> AksCluster:
         s = self.settings
         creds = self._call(lambda: c.aks.managed_clusters.list_cluster_user_credentials(
             s.resource_group, s.cluster_name), f"fetch credentials of {s.cluster_name}", log)
@@ -232,21 +245,21 @@ class AksBackend:
             properties["aks.vm_size"] = vm_size
         if version or s.kubernetes_version:
             properties["aks.kubernetes_version"] = str(version or s.kubernetes_version)
-        return ClusterHandle(kubeconfig=self._kubeconfig, context=None, backend="aks",
-                             name=s.cluster_name, expected_gpu=sku.device_name if sku else None,
-                             properties=properties)
+        return AksCluster(kubeconfig=self._kubeconfig, name=s.cluster_name, mode=mode,
+                          expected_gpu=sku.device_name if sku else None, properties=properties)
 
     # -- down -----------------------------------------------------------------------------
 
-    def down(self, log: Log) -> None:
+    def down(self, log: Log, keep: bool = False) -> None:
+        """Delete what ``up`` created, unless ``keep`` (or --aks-keep) says to leave it."""
         s = self.settings
         self._remove_kubeconfig(log)
         self._untrap_sigterm()
         if not (self._owns_cluster or self._owns_group):
             self._close()
             return
-        if s.keep:
-            log(f"--aks-keep: leaving {s.resource_group}/{s.cluster_name} in place until "
+        if s.keep or keep:
+            log(f"keeping the AKS cluster: leaving {s.resource_group}/{s.cluster_name} in place until "
                 f"{plan.format_time(s.expires_at)}; delete it with: {self.manual_cleanup()}")
             self._close()
             return
@@ -274,7 +287,7 @@ class AksBackend:
                                hint=f"delete by hand: {self.manual_cleanup()}")
 
     def _delete(self, what: str, begin: Callable[[str | None], LROPoller[None]], log: Log) -> None:
-        seconds = self.settings.timeout("delete")
+        seconds = self.settings.timeout("aks-delete")
         action = f"delete {what}"
 
         def once() -> bool:

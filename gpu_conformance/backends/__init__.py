@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING
 from gpu_conformance.errors import UsageError
 
 if TYPE_CHECKING:
-    import pytest
-
     from gpu_conformance.backends.base import ClusterBackend
+    from gpu_conformance.settings import Settings
 
 BACKENDS = {
     "kwok": "gpu_conformance.backends.kwok",
@@ -20,10 +19,11 @@ BACKENDS = {
 }
 
 
-def backend_from_config(config: pytest.Config, name: str) -> ClusterBackend:
-    """The backend ``name``, built from the run's options (no cluster touched)."""
+def create(settings: Settings, run_id: str) -> ClusterBackend:
+    """The run's backend, built from its settings and run id (no cluster touched)."""
+    name = settings.backend
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     module = importlib.import_module(BACKENDS[name])
-    backend: ClusterBackend = module.from_pytest_config(config)
+    backend: ClusterBackend = module.create(settings, run_id)
     return backend

@@ -1,13 +1,35 @@
-"""The one protocol every cluster backend (kwok, attach, aks, kind) implements."""
+"""The contract every cluster backend (kwok, attach, aks, kind) implements.
+
+A backend is built from the run's resolved settings and its run id (no cluster touched), may
+print a plan instead of running (``preflight``), makes a cluster reachable (``up``), may adapt
+the device plugin and the workload Jobs to what its nodes can run, and is always asked to
+``down(keep=...)`` at the end: each backend decides what keeping means for it. The generic
+code never asks which backend it has: what differs is in its traits and hooks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-Log = Callable[[str], None]
+from gpu_conformance.log import Log
+
+if TYPE_CHECKING:
+    from gpu_conformance.workloads.base import WorkloadProfile
+
+
+@dataclass(frozen=True)
+class Traits:
+    #: the run created the cluster, so ``down`` may delete it
+    owns_cluster: bool
+    #: the cluster outlives the run (attach, --keep-cluster, reused): leave it exactly as found
+    kept: bool
+    #: the GPU nodes are simulated (no GPU, driver or real device plugin behind them)
+    simulated: bool
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
 
 
 @dataclass
@@ -16,11 +38,11 @@ class ClusterHandle:
 
     kubeconfig: Path | None
     context: str | None
-    backend: str
     name: str
+    traits: Traits
     #: device name the provisioner knows the GPU nodes have (e.g. from the VM size), if any
     expected_gpu: str | None = None
-    #: extra run properties for the JUnit report; never secrets
+    #: extra run properties for the reports; never secrets
     properties: dict[str, str] = field(default_factory=dict)
 
 
@@ -29,10 +51,38 @@ class ClusterBackend(Protocol):
 
     name: str
 
+    def preflight(self) -> str | None:
+        """Text to print instead of running (a dry run's plan), or None to run."""
+        ...
+
     def up(self, log: Log) -> ClusterHandle:
         """Make the cluster reachable; raise a GpuConformanceError with one clear line if not."""
         ...
 
-    def down(self, log: Log) -> None:
-        """Idempotent; deletes only what ``up`` created (nothing, for attach)."""
+    def adapt_plugin(self, objects: list[dict[str, Any]]) -> None:
+        """Change the device plugin's manifest objects before they are created (in place)."""
         ...
+
+    def adapt_job(self, profile: WorkloadProfile, job: dict[str, Any]) -> None:
+        """Change a workload Job before it is created (in place)."""
+        ...
+
+    def down(self, log: Log, *, keep: bool) -> None:
+        """Always called at the end, also after a failed ``up``; idempotent; ``keep`` asks to
+        leave what this run provisioned in place."""
+        ...
+
+
+class BaseBackend:
+    """Defaults for the optional parts of the contract: nothing to adapt, nothing to plan."""
+
+    name = "base"
+
+    def preflight(self) -> str | None:
+        return None
+
+    def adapt_plugin(self, objects: list[dict[str, Any]]) -> None:
+        return None
+
+    def adapt_job(self, profile: WorkloadProfile, job: dict[str, Any]) -> None:
+        return None

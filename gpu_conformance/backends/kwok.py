@@ -3,40 +3,51 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from gpu_conformance.backends.base import ClusterHandle, Log
+from gpu_conformance.backends.base import BaseBackend, ClusterHandle, Traits
+from gpu_conformance.log import Log
 from gpu_conformance.offline import DEFAULT_NAME, OfflineCluster, OfflineClusterSpec, sweep_orphans
+from gpu_conformance.settings import Settings
 
 
-class KwokBackend:
+class KwokBackend(BaseBackend):
     name = "kwok"
 
-    def __init__(self, spec: OfflineClusterSpec) -> None:
+    def __init__(self, spec: OfflineClusterSpec, keep: bool = False) -> None:
         self.cluster = OfflineCluster(spec)
+        self.keep = keep
+        self._created = False
 
     def up(self, log: Log) -> ClusterHandle:
         sweep_orphans(log)
         kubeconfig = self.cluster.kubeconfig
         if not self.cluster.exists():
+            self._created = True
             kubeconfig = self.cluster.up(log)
         else:
             log(f"reusing the offline cluster {self.cluster.spec.name!r} (kept by an earlier run)")
         sku = self.cluster.spec.sku()
         return ClusterHandle(
-            kubeconfig=kubeconfig, context=None, backend=self.name, name=self.cluster.spec.name,
+            kubeconfig=kubeconfig, context=None, name=self.cluster.spec.name,
+            traits=Traits(owns_cluster=self._created, kept=self.keep or not self._created,
+                          simulated=True),
             expected_gpu=sku.device_name,
             properties={"simulated_vm_size": sku.vm_size, "simulated": "true"},
         )
 
-    def down(self, log: Log) -> None:
+    def down(self, log: Log, *, keep: bool) -> None:
+        """Remove the cluster this run started, unless kept; a reused one is never removed."""
+        if not self._created:
+            return
+        if keep:
+            log(f"keeping the offline cluster {self.cluster.spec.name!r} (--keep-cluster); the "
+                f"next run with this name reuses it; remove it with: gpu-conformance cluster "
+                f"down --name {self.cluster.spec.name}")
+            return
         self.cluster.down(log)
 
 
-def from_pytest_config(config: Any) -> KwokBackend:
-    from gpu_conformance.settings import Settings
-
-    settings = Settings.from_config(config)
+def create(settings: Settings, run_id: str) -> KwokBackend:
     # a kept cluster gets the stable default name: the next run reuses it, and the orphan
     # sweep (which removes gpu-conformance-<pid of a dead run>) leaves it alone
     name = settings.cluster_name or (DEFAULT_NAME if settings.keep_cluster
@@ -44,6 +55,5 @@ def from_pytest_config(config: Any) -> KwokBackend:
     return KwokBackend(OfflineClusterSpec(
         name=name, gpu_nodes=settings.gpu_nodes, gpus_per_node=settings.gpus_per_node,
         gpu_product=settings.gpu_product, taint_gpu_nodes=settings.taint_gpu_nodes,
-        api_ready_timeout=settings.timeouts["api-ready"],
-        nodes_ready_timeout=settings.timeouts["nodes-ready"],
-    ))
+        timeouts=settings.timeouts,
+    ), keep=settings.keep_cluster)

@@ -20,8 +20,9 @@ import pytest
 
 from gpu_conformance import binaries
 from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
+from gpu_conformance.paths import REPO_ROOT
 
-REPO = binaries.REPO_ROOT
+REPO = REPO_ROOT
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

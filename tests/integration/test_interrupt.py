@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gpu_conformance import binaries
 from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
+from gpu_conformance.paths import REPO_ROOT
 
-REPO = binaries.REPO_ROOT
+REPO = REPO_ROOT
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client, watch
 
 from gpu_conformance import gpus
-from gpu_conformance.backends import kind
+from gpu_conformance.backends.kind import fakegpus as kind
 from gpu_conformance.errors import ClusterError, WaitTimeout
 from gpu_conformance.kube import is_not_found, new_api_client
 from gpu_conformance.nodes import SIMULATED_LABEL
@@ -140,7 +140,7 @@ def test_keeper_puts_back_what_a_kubelet_reset(core: client.CoreV1Api,
                         f"within {RESTORE_TIMEOUT_S}s, got instead: "
                         f"{kind.missing_fake_gpus(last, 1, H100) if last else 'no event'}")
     finally:
-        assert keeper.stop()
+        assert keeper.stop(15)
     assert not keeper.running
     assert [name for name, _ in keeper.restored] == [plain_nodes[1], plain_nodes[0]]
     assert keeper.errors == 0
@@ -177,7 +177,8 @@ def test_wait_for_workers_reports_what_it_saw(core: client.CoreV1Api) -> None:
     with pytest.raises(WaitTimeout) as error:
         kind.wait_for_workers(core, len(before) + 50, timeout_s=2)
     assert error.value.one_line().startswith(
-        f"expected {len(before) + 50} kind worker nodes registered, got instead: {len(before)}")
+        f"timed out after 2s (nodes-ready timeout): expected {len(before) + 50} kind worker "
+        f"nodes registered, got instead: {len(before)} kind worker node(s) registered")
 
 
 def _delete_if_there(core: client.CoreV1Api, name: str) -> None:

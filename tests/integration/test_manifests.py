@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from gpu_conformance import binaries, nodes
+from gpu_conformance import nodes
 from gpu_conformance.gpus import sku_for_vm_size
 from gpu_conformance.offline import OfflineCluster
+from gpu_conformance.paths import REPO_ROOT
 from gpu_conformance.workloads import PROFILES
 
-MANIFESTS = sorted((binaries.REPO_ROOT / "manifests").rglob("*.yaml"))
+MANIFESTS = sorted((REPO_ROOT / "manifests").rglob("*.yaml"))
 NAMESPACE = "default"
 
 
@@ -32,7 +33,7 @@ def dry_run(kubectl: Callable[..., Any], cluster: OfflineCluster, text: str,
     return str(result.stdout)
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: str(p.relative_to(binaries.REPO_ROOT)))
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_shipped_manifest_is_valid(path: Path, offline_cluster: OfflineCluster,
                                    kubectl: Callable[..., Any]) -> None:
     # a dry-run Namespace is not there for the dry-run objects inside it: make it real

@@ -14,8 +14,9 @@ from typing import Any
 
 from gpu_conformance import binaries
 from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
+from gpu_conformance.paths import REPO_ROOT
 
-REPO = binaries.REPO_ROOT
+REPO = REPO_ROOT
 SEED = REPO / "manifests" / "seed"
 
 

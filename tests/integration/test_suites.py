@@ -13,11 +13,13 @@ from typing import Any
 
 from gpu_conformance import binaries
 from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
+from gpu_conformance.paths import REPO_ROOT
 from gpu_conformance.workloads import PROFILES
+from tests.captures import capture_path
 from tests.integration.conftest import Suites, attach_args, objects_snapshot
 
-REPO = binaries.REPO_ROOT
-SEED_LOG = REPO / "tests" / "data" / "captures" / "seed-tf-mnist-k80.txt"
+REPO = REPO_ROOT
+SEED_LOG = capture_path("seed-tf-mnist-k80.txt")
 
 
 def passed(result: Suites) -> None:

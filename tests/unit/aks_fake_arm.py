@@ -364,14 +364,14 @@ class FakeArm(BaseAdapter):
 
 
 def backend_for(arm: FakeArm, **options: Any) -> tuple[Any, list[str]]:
-    """A real AksBackend wired to ``arm``; returns it with the list its log lines go to."""
-    from gpu_conformance.aks.provision import AksBackend
+    """A real AksProvisioner wired to ``arm``; returns it with the list its log lines go to."""
+    from gpu_conformance.aks.provision import AksProvisioner
     from gpu_conformance.aks.settings import resolve_mapping
 
     values: dict[str, Any] = {"subscription": SUBSCRIPTION, "run-id": "t1", "creator": "ci-bot",
                               "no-sweep": True}
     values.update({k.replace("_", "-"): v for k, v in options.items()})
     credential = FakeCredential()
-    backend = AksBackend(resolve_mapping(values), credential_factory=lambda: credential,
+    backend = AksProvisioner(resolve_mapping(values), credential_factory=lambda: credential,
                          client_kwargs=arm.transport_kwargs(), retry_wait=0)
     return backend, []

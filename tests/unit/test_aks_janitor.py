@@ -13,8 +13,8 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
+from gpu_conformance.aks import cli as aks
 from gpu_conformance.aks.plan import EXPIRES_TAG, RUN_ID_TAG
-from gpu_conformance.backends import aks
 from tests.unit.aks_fake_arm import SUBSCRIPTION, FakeArm, FakeCredential
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -92,13 +92,13 @@ def test_janitor_without_subscription_is_one_line(monkeypatch: pytest.MonkeyPatc
     args = cli("aks", "janitor")
     err = io.StringIO()
     assert args.func(args, credential_factory=FakeCredential, err=err) == 2
-    assert err.getvalue() == ("error: no Azure subscription given (pass --aks-subscription or "
-                              "set AZURE_SUBSCRIPTION_ID)\n")
+    assert err.getvalue() == ("gpu-conformance: error: no Azure subscription given (pass "
+                              "--aks-subscription or set AZURE_SUBSCRIPTION_ID)\n")
     assert arm.requests == []
 
 
 def test_plan_subcommand_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
-    args = cli("aks", "plan", "--aks-vm-size", "Standard_ND96isr_H100_v5", "--aks-run-id", "p1")
+    args = cli("aks", "plan", "--aks-vm-size", "Standard_ND96isr_H100_v5", "--run-id", "p1")
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert '"vmSize": "Standard_ND96isr_H100_v5"' in out

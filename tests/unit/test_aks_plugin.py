@@ -1,4 +1,4 @@
-"""The AKS interface as a pytest plugin would use it, in real pytest runs (no network)."""
+"""The AKS backend through the real pytest plugin, in real pytest runs (no network)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,7 @@ import pytest
 
 HERE = Path(__file__).parent
 
-DRY_RUN_CONFTEST = """
-from gpu_conformance.backends import aks
-
-def pytest_addoption(parser):
-    aks.add_options(parser.getgroup("aks"))
-    aks.add_ini(parser)
-
-def pytest_cmdline_main(config):
-    if aks.is_dry_run(config):
-        return aks.print_dry_run(config)
-"""
+PLUGIN = ("-p", "gpu_conformance.pytest_plugin", "--backend", "aks")
 
 LIFECYCLE_CONFTEST = f"""
 import json, sys
@@ -53,11 +43,10 @@ def test_dry_run_prints_plan_and_exits_0(pytester: pytest.Pytester,
     for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GPU_CONFORMANCE_AKS_SUBSCRIPTION", "sub-env")
-    pytester.makeconftest(DRY_RUN_CONFTEST)
     pytester.makeini("[pytest]\naks_location = westus3\n")
     pytester.makepyfile("def test_never_runs():\n    raise AssertionError\n")
 
-    result = pytester.runpytest_subprocess("--aks-dry-run", "--aks-run-id", "d1",
+    result = pytester.runpytest_subprocess(*PLUGIN, "--aks-dry-run", "--run-id", "d1",
                                            "--aks-vm-size", "Standard_NC24ads_A100_v4")
 
     assert result.ret == 0
@@ -73,18 +62,16 @@ def test_dry_run_prints_plan_and_exits_0(pytester: pytest.Pytester,
 
 def test_dry_run_from_environment_and_bad_option_is_usage_error(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytester.makeconftest(DRY_RUN_CONFTEST)
     monkeypatch.setenv("GPU_CONFORMANCE_AKS_DRY_RUN", "true")
-    assert pytester.runpytest_subprocess().ret == 0
-    bad = pytester.runpytest_subprocess("--aks-node-count", "0")
+    assert pytester.runpytest_subprocess(*PLUGIN).ret == 0
+    bad = pytester.runpytest_subprocess(*PLUGIN, "--aks-node-count", "0")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(["ERROR: bad --aks-node-count '0': expected 1 to 100"])
+    bad.stderr.fnmatch_lines(["ERROR: bad --aks-node-count 0: expected 1 to 100"])
     assert "Traceback" not in bad.stderr.str()
 
 
 def test_help_lists_options_without_touching_azure(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(DRY_RUN_CONFTEST)
-    result = pytester.runpytest_subprocess("--help")
+    result = pytester.runpytest_subprocess(*PLUGIN, "--help")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*--aks-vm-size*", "*GPU_CONFORMANCE_AKS_VM_SIZE*",
                                  "*aks_vm_size*"])

@@ -25,7 +25,7 @@ from gpu_conformance.aks.errors import (
     AksParameterError,
     AksQuotaError,
 )
-from gpu_conformance.aks.provision import AksBackend
+from gpu_conformance.aks.provision import AksProvisioner
 from gpu_conformance.aks.settings import resolve_mapping
 from gpu_conformance.errors import ClusterError, UsageError
 from tests.unit.aks_fake_arm import (
@@ -66,7 +66,7 @@ def test_provision_creates_tagged_group_cluster_and_tainted_gpu_pool(
 
     handle = backend.up(logs.append)
 
-    assert handle.backend == "aks"
+    assert handle.mode == "created"
     assert handle.name == "gpuconf-t1"
     assert handle.expected_gpu == "Tesla T4"
     assert handle.kubeconfig is not None and handle.kubeconfig.read_bytes() == KUBECONFIG
@@ -127,7 +127,7 @@ def test_409_operation_in_progress_is_retried_then_succeeds(arm: FakeArm) -> Non
     assert handle.expected_gpu == "Tesla T4"
     assert [r.status for r in arm.calls("PUT", "/agentpools/gpu")] == [409, 409, 201]
     assert "create GPU pool gpu: attempt 1/6 failed (another operation is in progress); " \
-           "will retry" in logs
+           "will retry in 0s" in logs
     assert any("attempt 2/6 failed" in line for line in logs)
     backend.down(logs.append)
 
@@ -305,7 +305,7 @@ def test_attach_to_missing_cluster_is_a_usage_error(arm: FakeArm) -> None:
 
 def test_missing_credentials_fail_before_any_request(arm: FakeArm) -> None:
     settings = resolve_mapping({"subscription": SUBSCRIPTION, "run-id": "t1"})
-    backend = AksBackend(settings, credential_factory=default_factory({}, lambda _: None),
+    backend = AksProvisioner(settings, credential_factory=default_factory({}, lambda _: None),
                          client_kwargs=arm.transport_kwargs())
     with pytest.raises(AksCredentialError) as info:
         backend.up(lambda _: None)
@@ -318,7 +318,7 @@ def test_missing_subscription_and_dry_run_never_build_a_credential(arm: FakeArm)
         raise AssertionError("credential must not be created")
 
     for values in ({"run-id": "t1"}, {"subscription": SUBSCRIPTION, "dry-run": True}):
-        backend = AksBackend(resolve_mapping(values), credential_factory=explode)  # type: ignore
+        backend = AksProvisioner(resolve_mapping(values), credential_factory=explode)  # type: ignore
         with pytest.raises(UsageError):
             backend.up(lambda _: None)
     assert arm.requests == []
@@ -355,7 +355,7 @@ def test_token_failure_at_runtime_is_one_line_and_nothing_is_created(arm: FakeAr
         get_token_info = get_token
 
     settings = resolve_mapping({"subscription": SUBSCRIPTION, "run-id": "t1", "no-sweep": True})
-    backend = AksBackend(settings, credential_factory=NoToken,  # type: ignore[arg-type]
+    backend = AksProvisioner(settings, credential_factory=NoToken,  # type: ignore[arg-type]
                          client_kwargs=arm.transport_kwargs(), retry_wait=0)
     with pytest.raises(AksAuthError) as info:
         backend.up(lambda _: None)

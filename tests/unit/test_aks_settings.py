@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gpu_conformance import options
 from gpu_conformance.aks import plan
 from gpu_conformance.aks.credentials import credential_source, default_factory
 from gpu_conformance.aks.errors import (
@@ -19,16 +20,10 @@ from gpu_conformance.aks.errors import (
     fault_of,
     transient_reason,
 )
-from gpu_conformance.aks.settings import (
-    OPTIONS,
-    SPECS,
-    OptionSpec,
-    parse_duration,
-    resolve,
-    resolve_mapping,
-)
+from gpu_conformance.aks.settings import AksSettings, from_values, parse_duration, resolve_mapping
 from gpu_conformance.errors import UsageError
 from gpu_conformance.gpus import DEFAULT_VM_SIZE
+from gpu_conformance.options import AKS, BY_DEST, Opt
 
 
 def test_defaults() -> None:
@@ -43,15 +38,19 @@ def test_defaults() -> None:
 
 
 def test_every_option_has_flag_dest_ini_and_env_names() -> None:
-    for spec in OPTIONS:
+    for spec in AKS:
         assert spec.flag.startswith("--aks-") and spec.dest.startswith("aks_")
-        assert spec.env.startswith("GPU_CONFORMANCE_AKS_")
-    assert SPECS["subscription"].extra_env == ("AZURE_SUBSCRIPTION_ID",)
+        assert spec.env.startswith("GPU_CONFORMANCE_AKS_") and spec.ini == spec.dest
+    assert BY_DEST["aks_subscription"].extra_env == ("AZURE_SUBSCRIPTION_ID",)
+
+
+def _resolve(cli: Any, ini: Any, env: dict[str, str]) -> AksSettings:
+    return from_values(options.resolve(cli, ini, env), "r1", env=env)
 
 
 def test_precedence_cli_then_env_then_ini() -> None:
     def values(cli: dict[str, Any], env: dict[str, str], ini: dict[str, str]) -> str:
-        s = resolve(lambda spec: cli.get(spec.dest), lambda spec: ini.get(spec.dest, ""), env)
+        s = _resolve(lambda spec: cli.get(spec.dest), lambda spec: ini.get(spec.dest, ""), env)
         return s.location
 
     ini = {"aks_location": "westus3"}
@@ -62,10 +61,10 @@ def test_precedence_cli_then_env_then_ini() -> None:
 
 
 def test_subscription_from_azure_subscription_id() -> None:
-    def cli(spec: OptionSpec) -> None:
+    def cli(spec: Opt) -> None:
         return None
 
-    s = resolve(cli, lambda spec: None, {"AZURE_SUBSCRIPTION_ID": "sub-1"})
+    s = _resolve(cli, lambda spec: None, {"AZURE_SUBSCRIPTION_ID": "sub-1"})
     assert s.subscription == "sub-1"
 
 
@@ -78,9 +77,9 @@ def test_subscription_from_azure_subscription_id() -> None:
     ({"gpu-driver": "maybe"}, "install, none"),
     ({"existing": True}, "--aks-existing needs"),
     ({"cluster-name": "-bad"}, "bad cluster name"),
-    ({"run-id": "Has Space"}, "bad run id"),
-    ({"timeouts": "create=10,boot=5"}, "unknown AKS timeout"),
-    ({"keep": "perhaps"}, "expected true or false"),
+    ({"run-id": "Has Space"}, "use 1-32 lowercase letters"),
+    ({"timeouts": "aks-create=10,boot=5"}, "unknown timeout 'boot'"),
+    ({"keep": "perhaps"}, "expects true or false"),
 ])
 def test_bad_options_are_usage_errors(values: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=re.escape(message)):
@@ -89,9 +88,9 @@ def test_bad_options_are_usage_errors(values: dict[str, Any], message: str) -> N
 
 def test_choices_are_case_insensitive_and_mig_on_a100() -> None:
     s = resolve_mapping({"vm-size": "standard_nc24ads_a100_v4", "mig-profile": "mig3g",
-                         "gpu-driver": "NONE", "timeouts": "create=2400"})
+                         "gpu-driver": "NONE", "timeouts": "aks-create=2400"})
     assert s.vm_size == "Standard_NC24ads_A100_v4" and s.mig_profile == "MIG3g"
-    assert s.gpu_driver == "None" and s.timeout("create") == 2400
+    assert s.gpu_driver == "None" and s.timeout("aks-create") == 2400
     assert s.expected_gpu == "NVIDIA A100 80GB PCIe"
     body = plan.gpu_pool_body(s)["properties"]
     assert body["gpuInstanceProfile"] == "MIG3g" and body["gpuProfile"] == {"driver": "None"}

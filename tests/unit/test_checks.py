@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from gpu_conformance import checks, gpus
-from gpu_conformance.checks import GpuNode, JobObservation
+from gpu_conformance import gpus
+from gpu_conformance.checks import capacity, device, rollout, workload
+from gpu_conformance.checks.workload import JobObservation
+from gpu_conformance.gpu_nodes import GpuNode, find_gpu_nodes, format_taint, untolerated_taints
 from gpu_conformance.workloads.base import LogReport
 from tests.unit.k8s_objects import (
     daemonset,
@@ -36,7 +38,7 @@ def gpu_node(name: str = "aks-gpu-0", *, capacity: int = 1, allocatable: int | N
 # --- find_gpu_nodes ----------------------------------------------------------------------------
 
 def test_find_gpu_nodes_by_each_label_kind_vm_size_and_capacity() -> None:
-    found = checks.find_gpu_nodes([
+    found = find_gpu_nodes([
         node("e-capacity", capacity={"cpu": "4", GPU: "2"}),
         node("a-accelerator", labels={"accelerator": "nvidia"}),
         node("b-aks", labels={gpus.AKS_ACCELERATOR_LABEL: "NVIDIA"}),
@@ -55,7 +57,7 @@ def test_find_gpu_nodes_by_each_label_kind_vm_size_and_capacity() -> None:
 
 
 def test_find_gpu_nodes_excludes_non_gpu_nodes() -> None:
-    found = checks.find_gpu_nodes([
+    found = find_gpu_nodes([
         node("system", labels={gpus.INSTANCE_TYPE_LABEL: "Standard_D4s_v5",
                                "accelerator": "amd"}, capacity={"cpu": "4"}),
         node("zero", capacity={GPU: "0"}),
@@ -66,7 +68,7 @@ def test_find_gpu_nodes_excludes_non_gpu_nodes() -> None:
 
 
 def test_find_gpu_nodes_reads_status_taints_and_readiness() -> None:
-    [found] = checks.find_gpu_nodes([
+    [found] = find_gpu_nodes([
         node("gpu", labels={"accelerator": "nvidia"}, capacity={GPU: "4"}, allocatable={GPU: "3"},
              taints=[("sku", "gpu", "NoSchedule"), ("nvidia.com/gpu", "", "NoSchedule")],
              ready=False, unschedulable=True),
@@ -82,18 +84,18 @@ def test_find_gpu_nodes_reads_status_taints_and_readiness() -> None:
 def test_find_gpu_nodes_tolerates_missing_status() -> None:
     bare = client.V1Node(metadata=client.V1ObjectMeta(name="n", labels={"accelerator": "nvidia"}),
                          spec=client.V1NodeSpec(), status=None)
-    [found] = checks.find_gpu_nodes([bare])
+    [found] = find_gpu_nodes([bare])
     assert (found.capacity, found.allocatable, found.ready, found.taints) == (0, 0, False, ())
 
 
 # --- capacity_problems -------------------------------------------------------------------------
 
 def test_capacity_healthy_node_has_no_problems() -> None:
-    assert checks.capacity_problems(gpu_node()) == []
+    assert capacity.judge(gpu_node()) == []
 
 
 def test_capacity_none_blames_the_device_plugin() -> None:
-    problems = checks.capacity_problems(gpu_node(capacity=0))
+    problems = capacity.judge(gpu_node(capacity=0))
     assert problems == [
         "node aks-gpu-0 (label accelerator=nvidia) reports no nvidia.com/gpu capacity: the device "
         "plugin is not running or not registered on it"
@@ -102,7 +104,7 @@ def test_capacity_none_blames_the_device_plugin() -> None:
 
 def test_capacity_allocatable_below_capacity_is_unhealthy_gpus() -> None:
     labels = {gpus.INSTANCE_TYPE_LABEL: "Standard_NC64as_T4_v3"}
-    problems = checks.capacity_problems(gpu_node(capacity=4, allocatable=1, labels=labels))
+    problems = capacity.judge(gpu_node(capacity=4, allocatable=1, labels=labels))
     assert problems == [
         "node aks-gpu-0: allocatable nvidia.com/gpu 1 < capacity 4: 3 GPU(s) marked unhealthy by "
         "the device plugin (XID errors or a failed health check)"
@@ -111,24 +113,24 @@ def test_capacity_allocatable_below_capacity_is_unhealthy_gpus() -> None:
 
 def test_capacity_differs_from_vm_size() -> None:
     labels = {gpus.INSTANCE_TYPE_LABEL: "Standard_NC64as_T4_v3"}
-    assert checks.capacity_problems(gpu_node(capacity=1, labels=labels)) == [
+    assert capacity.judge(gpu_node(capacity=1, labels=labels)) == [
         "node aks-gpu-0: capacity nvidia.com/gpu 1, but its VM size implies 4"
     ]
 
 
 def test_capacity_differs_from_gfd_count_label() -> None:
     labels = {gpus.INSTANCE_TYPE_LABEL: T4_SIZE, gpus.COUNT_LABEL: "2"}
-    assert checks.capacity_problems(gpu_node(capacity=1, labels=labels)) == [
+    assert capacity.judge(gpu_node(capacity=1, labels=labels)) == [
         "node aks-gpu-0: capacity nvidia.com/gpu 1, but its GFD count label implies 2"
     ]
 
 
 def test_capacity_unknown_size_is_not_compared() -> None:
-    assert checks.capacity_problems(gpu_node(capacity=3, labels={})) == []
+    assert capacity.judge(gpu_node(capacity=3, labels={})) == []
 
 
 def test_capacity_node_not_ready() -> None:
-    assert checks.capacity_problems(gpu_node(ready=False)) == ["node aks-gpu-0 is not Ready"]
+    assert capacity.judge(gpu_node(ready=False)) == ["node aks-gpu-0 is not Ready"]
 
 
 # --- rollout_report ----------------------------------------------------------------------------
@@ -138,27 +140,27 @@ PODS = [plugin_pod("plugin-a", "aks-gpu-0"), plugin_pod("plugin-b", "aks-gpu-1")
 
 
 def test_rollout_complete() -> None:
-    report = checks.rollout_report(daemonset(desired=2), PODS, NODES)
-    assert report.problems == []
+    report = rollout.judge(daemonset(desired=2), PODS, NODES)
+    assert report.problems(per_node=True) == []
     assert report.ready_nodes == ["aks-gpu-0", "aks-gpu-1"]
     assert report.summary == ("2/2 plugin pods ready on GPU nodes; DaemonSet desired=2 current=2 "
                               "updated=2 ready=2 available=2")
 
 
 def test_rollout_counters_disagree() -> None:
-    report = checks.rollout_report(daemonset(desired=2, ready=1, available=1), PODS, NODES)
-    assert report.problems == ["DaemonSet counters disagree: desired=2, ready=1, available=1"]
+    report = rollout.judge(daemonset(desired=2, ready=1, available=1), PODS, NODES)
+    assert report.problems(per_node=True) == ["DaemonSet counters disagree: desired=2, ready=1, available=1"]
 
 
 def test_rollout_generation_not_observed() -> None:
-    report = checks.rollout_report(daemonset(generation=3, observed_generation=2), PODS, NODES)
-    assert report.problems == ["DaemonSet controller has not observed generation 3 yet"]
+    report = rollout.judge(daemonset(generation=3, observed_generation=2), PODS, NODES)
+    assert report.problems(per_node=True) == ["DaemonSet controller has not observed generation 3 yet"]
 
 
 def test_rollout_gpu_node_without_plugin_pod_despite_ready_counters() -> None:
     ds = daemonset(desired=1)
-    report = checks.rollout_report(ds, [plugin_pod("plugin-a", "aks-gpu-0")], NODES)
-    assert report.problems == [
+    report = rollout.judge(ds, [plugin_pod("plugin-a", "aks-gpu-0")], NODES)
+    assert report.problems(per_node=True) == [
         "1 of 2 GPU node(s) have no ready device plugin pod: aks-gpu-1 (no plugin pod)"
     ]
     assert report.ready_nodes == ["aks-gpu-0"]
@@ -166,16 +168,16 @@ def test_rollout_gpu_node_without_plugin_pod_despite_ready_counters() -> None:
 
 def test_rollout_plugin_pod_not_ready() -> None:
     pods = [PODS[0], plugin_pod("plugin-b", "aks-gpu-1", ready=False)]
-    report = checks.rollout_report(daemonset(desired=2), pods, NODES)
-    assert report.problems == [
+    report = rollout.judge(daemonset(desired=2), pods, NODES)
+    assert report.problems(per_node=True) == [
         "1 of 2 GPU node(s) have no ready device plugin pod: aks-gpu-1 (plugin pod not ready)"
     ]
 
 
 def test_rollout_terminating_pods_are_ignored() -> None:
     pods = [PODS[0], plugin_pod("plugin-b", "aks-gpu-1", deleting=True)]
-    report = checks.rollout_report(daemonset(desired=2), pods, NODES)
-    assert report.problems == [
+    report = rollout.judge(daemonset(desired=2), pods, NODES)
+    assert report.problems(per_node=True) == [
         "1 of 2 GPU node(s) have no ready device plugin pod: aks-gpu-1 (no plugin pod)"
     ]
 
@@ -186,8 +188,8 @@ SKU_TAINT = ("sku", "gpu", "NoSchedule")
 def test_rollout_seed_tolerations_miss_the_aks_sku_taint() -> None:
     nodes = [gpu_node("aks-gpu-0"), gpu_node("aks-gpu-1", taints=(SKU_TAINT,))]
     ds = daemonset(desired=1, tolerations=manifest_tolerations("seed"))
-    report = checks.rollout_report(ds, [PODS[0]], nodes)
-    assert report.problems == [
+    report = rollout.judge(ds, [PODS[0]], nodes)
+    assert report.problems(per_node=True) == [
         "1 of 2 GPU node(s) have no ready device plugin pod: "
         "aks-gpu-1 (untolerated taint sku=gpu:NoSchedule)"
     ]
@@ -197,8 +199,8 @@ def test_rollout_current_manifest_tolerates_both_gpu_taints() -> None:
     taints = (SKU_TAINT, ("nvidia.com/gpu", "", "NoSchedule"))
     nodes = [gpu_node("aks-gpu-0", taints=taints), gpu_node("aks-gpu-1", taints=taints)]
     ds = daemonset(desired=2, tolerations=manifest_tolerations("current"))
-    report = checks.rollout_report(ds, PODS, nodes)
-    assert report.problems == []
+    report = rollout.judge(ds, PODS, nodes)
+    assert report.problems(per_node=True) == []
     assert report.ready_nodes == ["aks-gpu-0", "aks-gpu-1"]
 
 
@@ -213,19 +215,19 @@ def test_rollout_current_manifest_tolerates_both_gpu_taints() -> None:
 ])
 def test_untolerated_taints_follow_toleration_rules(tol: client.V1Toleration, tolerated: bool) -> None:
     expected = [] if tolerated else ["sku=gpu:NoSchedule"]
-    assert checks.untolerated_taints([tol], gpu_node(taints=(SKU_TAINT,))) == expected
+    assert [format_taint(t) for t in untolerated_taints([tol], gpu_node(taints=(SKU_TAINT,)))] == expected
 
 
 def test_untolerated_taints_ignore_prefer_no_schedule_and_show_valueless_taints() -> None:
     n = gpu_node(taints=(("soft", "x", "PreferNoSchedule"), ("nvidia.com/gpu", "", "NoExecute")))
-    assert checks.untolerated_taints([], n) == ["nvidia.com/gpu:NoExecute"]
+    assert [format_taint(t) for t in untolerated_taints([], n)] == ["nvidia.com/gpu:NoExecute"]
 
 
 def test_rollout_node_selector_excludes_a_gpu_node() -> None:
     nodes = [gpu_node("aks-gpu-0", labels={"pool": "gpu"}), gpu_node("aks-gpu-1", labels={"pool": "a100"})]
     ds = daemonset(desired=1, node_selector={"pool": "gpu"})
-    report = checks.rollout_report(ds, [PODS[0]], nodes)
-    assert report.problems == [
+    report = rollout.judge(ds, [PODS[0]], nodes)
+    assert report.problems(per_node=True) == [
         "1 of 2 GPU node(s) have no ready device plugin pod: "
         "aks-gpu-1 (the DaemonSet's nodeSelector/affinity excludes it)"
     ]
@@ -238,8 +240,8 @@ def test_rollout_required_node_affinity_excludes_a_gpu_node() -> None:
                 client.V1NodeSelectorRequirement(key="pool", operator="NotIn", values=["a100"]),
             ])])))
     nodes = [gpu_node("aks-gpu-0", labels={"pool": "gpu"}), gpu_node("aks-gpu-1", labels={"pool": "a100"})]
-    report = checks.rollout_report(daemonset(desired=1, affinity=affinity), [PODS[0]], nodes)
-    assert report.problems == [
+    report = rollout.judge(daemonset(desired=1, affinity=affinity), [PODS[0]], nodes)
+    assert report.problems(per_node=True) == [
         "1 of 2 GPU node(s) have no ready device plugin pod: "
         "aks-gpu-1 (the DaemonSet's nodeSelector/affinity excludes it)"
     ]
@@ -256,29 +258,29 @@ def observe(j: client.V1Job | None, *pods: client.V1Pod, waited: float = 0.0,
 
 
 def test_job_not_created_yet() -> None:
-    verdict = checks.job_verdict(observe(None))
+    verdict = workload.judge(observe(None))
     assert (verdict.done, verdict.summary, verdict.final) == (False, "Job not created yet", None)
 
 
 def test_job_completed() -> None:
-    verdict = checks.job_verdict(observe(job(succeeded=1), job_pod(phase="Succeeded")))
+    verdict = workload.judge(observe(job(succeeded=1), job_pod(phase="Succeeded")))
     assert (verdict.done, verdict.summary, verdict.final) == (True, "completions 1/1", None)
 
 
 def test_job_without_completions_counts_as_one() -> None:
-    verdict = checks.job_verdict(observe(job(succeeded=1, completions=None)))
+    verdict = workload.judge(observe(job(succeeded=1, completions=None)))
     assert verdict.done is True
 
 
 def test_job_running_is_neither_done_nor_final() -> None:
-    verdict = checks.job_verdict(observe(job(), job_pod(phase="Running")))
+    verdict = workload.judge(observe(job(), job_pod(phase="Running")))
     assert (verdict.done, verdict.summary, verdict.final) == (
         False, "completions 0/1; pod tf-mnist-abcde Running", None)
 
 
 def test_job_failed_condition_is_final_with_reason() -> None:
     j = job(failed=("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
-    verdict = checks.job_verdict(observe(j, job_pod(phase="Failed", terminated_exit_code=1)))
+    verdict = workload.judge(observe(j, job_pod(phase="Failed", terminated_exit_code=1)))
     assert verdict.done is False
     assert verdict.final == ("the Job failed (BackoffLimitExceeded: Job has reached the specified "
                              "backoff limit)")
@@ -287,24 +289,24 @@ def test_job_failed_condition_is_final_with_reason() -> None:
 @pytest.mark.parametrize("reason", ["ImagePullBackOff", "CrashLoopBackOff"])
 def test_job_pod_stuck_waiting_is_final(reason: str) -> None:
     pod = job_pod(waiting=(reason, "Back-off pulling image \"nope:1\""))
-    verdict = checks.job_verdict(observe(job(), pod))
+    verdict = workload.judge(observe(job(), pod))
     assert verdict.final == (f"pod tf-mnist-abcde container tf-mnist is {reason}: "
                              "Back-off pulling image \"nope:1\"")
 
 
 def test_job_pod_waiting_without_message_has_no_trailing_colon_space() -> None:
-    verdict = checks.job_verdict(observe(job(), job_pod(waiting=("ErrImagePull", None))))
+    verdict = workload.judge(observe(job(), job_pod(waiting=("ErrImagePull", None))))
     assert verdict.final == "pod tf-mnist-abcde container tf-mnist is ErrImagePull:"
 
 
 def test_job_pod_container_creating_is_not_final() -> None:
-    verdict = checks.job_verdict(observe(job(), job_pod(waiting=("ContainerCreating", None))))
+    verdict = workload.judge(observe(job(), job_pod(waiting=("ContainerCreating", None))))
     assert verdict.final is None
     assert verdict.summary == "completions 0/1; pod tf-mnist-abcde Pending"
 
 
 def test_job_pod_nonzero_exit_is_reported() -> None:
-    verdict = checks.job_verdict(observe(job(), job_pod(phase="Failed", terminated_exit_code=137)))
+    verdict = workload.judge(observe(job(), job_pod(phase="Failed", terminated_exit_code=137)))
     assert verdict.final is None
     assert verdict.summary == "completions 0/1; pod tf-mnist-abcde Failed; tf-mnist exited 137 (Error)"
 
@@ -313,7 +315,7 @@ INSUFFICIENT = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
 
 
 def test_job_unschedulable_within_grace_is_not_final() -> None:
-    verdict = checks.job_verdict(observe(job(), job_pod(unschedulable_message=INSUFFICIENT),
+    verdict = workload.judge(observe(job(), job_pod(unschedulable_message=INSUFFICIENT),
                                          waited=29.9, grace=30))
     assert verdict.final is None
     assert verdict.summary == (
@@ -322,7 +324,7 @@ def test_job_unschedulable_within_grace_is_not_final() -> None:
 
 
 def test_job_unschedulable_after_grace_is_final_with_scheduler_message() -> None:
-    verdict = checks.job_verdict(observe(job(), job_pod(unschedulable_message=INSUFFICIENT),
+    verdict = workload.judge(observe(job(), job_pod(unschedulable_message=INSUFFICIENT),
                                          waited=30, grace=30))
     assert verdict.final == "pod tf-mnist-abcde is Unschedulable: " + INSUFFICIENT
     assert "Insufficient nvidia.com/gpu" in verdict.final
@@ -338,50 +340,50 @@ K80_LINE = ("Found device 0 with properties: name: Tesla K80 major: 3 minor: 7 "
 def test_device_matches() -> None:
     report = LogReport(devices=["Tesla T4"], device_lines=["name: Tesla T4"], success=True,
                        accuracy=[(499, 0.97)])
-    assert checks.device_problems(report, T4, min_accuracy=0.9) == []
+    assert device.judge(report, T4, min_accuracy=0.9) == []
 
 
 def test_device_another_gpu_shows_expected_and_found_lines() -> None:
     report = LogReport(devices=["Tesla K80"], device_lines=[K80_LINE], success=True)
-    assert checks.device_problems(report, T4, None) == [
+    assert device.judge(report, T4, None) == [
         f"expected GPU 'Tesla T4' (from VM size {T4_SIZE}), but the log names: {K80_LINE}"
     ]
 
 
 def test_device_another_gpu_without_lines_names_devices() -> None:
     report = LogReport(devices=["Tesla K80", "Tesla T4"])
-    assert checks.device_problems(report, T4, None) == [
+    assert device.judge(report, T4, None) == [
         f"expected GPU 'Tesla T4' (from VM size {T4_SIZE}), but the log names: Tesla K80, Tesla T4"
     ]
 
 
 def test_device_no_device_line_comes_first() -> None:
     report = LogReport(problems=["the log ends mid-line"])
-    assert checks.device_problems(report, T4, None) == [
+    assert device.judge(report, T4, None) == [
         f"no GPU device line in the log (expected Tesla T4, from VM size {T4_SIZE})",
         "the log ends mid-line",
     ]
 
 
 def test_device_line_not_needed() -> None:
-    assert checks.device_problems(LogReport(success=True), T4, None, needs_device=False) == []
+    assert device.judge(LogReport(success=True), T4, None, needs_device=False) == []
 
 
 def test_device_accuracy_below_threshold() -> None:
     report = LogReport(devices=["Tesla T4"], accuracy=[(100, 0.95), (499, 0.8)])
-    assert checks.device_problems(report, T4, min_accuracy=0.9) == [
+    assert device.judge(report, T4, min_accuracy=0.9) == [
         "accuracy at step 499 is 0.8000, below the threshold 0.9"
     ]
 
 
 def test_device_accuracy_at_threshold_passes() -> None:
     report = LogReport(devices=["Tesla T4"], accuracy=[(499, 0.9)])
-    assert checks.device_problems(report, T4, min_accuracy=0.9) == []
+    assert device.judge(report, T4, min_accuracy=0.9) == []
 
 
 def test_device_success_false() -> None:
     report = LogReport(devices=["Tesla T4"], success=False)
-    assert checks.device_problems(report, T4, None) == [
+    assert device.judge(report, T4, None) == [
         "the workload's success marker is missing from its log"
     ]
 
@@ -391,13 +393,13 @@ def test_rollout_report_separates_unreachable_from_pending_nodes() -> None:
     """Taint-blocked nodes are unreachable (the wait may stop); a node awaiting its pod is not."""
     nodes = [gpu_node("aks-gpu-0"), gpu_node("aks-gpu-1", taints=(SKU_TAINT,)), gpu_node("aks-gpu-2")]
     ds = daemonset(desired=2, tolerations=manifest_tolerations("seed"))
-    report = checks.rollout_report(ds, [PODS[0]], nodes)
-    assert report.unreachable == ["aks-gpu-1"]
-    assert report.pending == ["aks-gpu-2"]
+    report = rollout.judge(ds, [PODS[0]], nodes)
+    assert [g.node for g in report.unreachable] == ["aks-gpu-1"]
+    assert [g.node for g in report.pending] == ["aks-gpu-2"]
     assert report.ready_nodes == ["aks-gpu-0"]
-    assert report.counters_settled
+    assert report.settled
 
 
 def test_rollout_counters_not_settled_while_they_disagree() -> None:
-    report = checks.rollout_report(daemonset(desired=2, ready=1), [PODS[0]], [gpu_node("aks-gpu-0")])
-    assert not report.counters_settled
+    report = rollout.judge(daemonset(desired=2, ready=1), [PODS[0]], [gpu_node("aks-gpu-0")])
+    assert not report.settled

@@ -66,9 +66,9 @@ def test_unknown_timeout_name_lists_known_names() -> None:
     with pytest.raises(UsageError) as info:
         Timeouts({"job-completion": 5})
     assert str(info.value) == (
-        "unknown timeout 'job-completion'; known: api-ready, cleanup, gpu-capacity, job-complete, "
-        "namespace-delete, nodes-ready, plugin-rollout, unschedulable-grace"
+        f"unknown timeout 'job-completion'; known: {', '.join(sorted(DEFAULTS))}"
     )
+    assert "aks-create" in DEFAULTS and "kind-create" in DEFAULTS and "api-read" in DEFAULTS
 
 
 def test_parse_overrides_accepts_commas_and_spaces() -> None:
@@ -82,7 +82,8 @@ def test_parse_overrides_accepts_commas_and_spaces() -> None:
 def test_parse_overrides_rejects_bad_input(item: str) -> None:
     with pytest.raises(UsageError) as info:
         parse_overrides([item])
-    assert str(info.value) == f"bad timeout {item!r}: expected NAME=SECONDS with SECONDS > 0"
+    assert str(info.value) == (f"--gpu-timeout: bad timeout {item!r}: expected NAME=SECONDS "
+                               "with SECONDS > 0")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])

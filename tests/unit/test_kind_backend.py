@@ -16,7 +16,9 @@ from pytest_kind import KindCluster
 
 from gpu_conformance import gpus
 from gpu_conformance.backends import kind
+from gpu_conformance.backends.kind import config, fakegpus
 from gpu_conformance.errors import ClusterError, UsageError, WaitTimeout
+from gpu_conformance.timeouts import Timeouts
 
 T4 = gpus.VM_SIZES[gpus.DEFAULT_VM_SIZE.lower()]
 FAKE_KIND = """#!/bin/sh
@@ -96,12 +98,12 @@ def test_fresh_cluster_is_created_from_the_generated_config_and_deleted(workdir:
     (cluster,) = FakeKindCluster.instances
     (config_file,) = cluster.created_with
     assert config_file is not None
-    assert yaml.safe_load(config_file.read_text()) == kind.kind_config(3, T4, 1, taint=True)
+    assert yaml.safe_load(config_file.read_text()) == config.kind_config(3, T4, 1, taint=True)
     assert kubeconfig == (workdir / ".pytest-kind/c1/kubeconfig").resolve()
     assert cluster.loaded == ["busybox:1.36"]
     assert any("creating cluster c1" in line for line in logged)
-    backend.down(logged.append)
-    backend.down(logged.append)
+    backend.down(logged.append, keep=False)
+    backend.down(logged.append, keep=False)
     assert cluster.deleted == 1
     assert logged[-1] == "kind: deleted cluster c1"
 
@@ -115,27 +117,27 @@ def test_existing_cluster_is_reused_and_left_in_place(workdir: Path) -> None:
     calls = (workdir / "kind-calls").read_text().splitlines()
     assert calls[0] == "get clusters"
     assert calls[1].startswith("export kubeconfig --name=c1 --kubeconfig=")
-    backend.down(logged.append)
+    backend.down(logged.append, keep=False)
     assert cluster.deleted == 0
     assert "existed before this run" in logged[-1]
 
 
 def test_keep_cluster_prints_how_to_delete_it(workdir: Path) -> None:
-    backend = _backend(keep_cluster=True)
+    backend = _backend()
     logged: list[str] = []
     backend.provision(logged.append)
-    backend.down(logged.append)
+    backend.down(logged.append, keep=True)
     assert FakeKindCluster.instances[0].deleted == 0
     assert logged[-1].endswith("delete cluster --name c1")
 
 
 def test_a_hanging_create_is_bounded_and_still_cleaned_up(workdir: Path) -> None:
-    backend = _backend(create_delay=5.0, create_timeout_s=0.3)
+    backend = _backend(create_delay=5.0, timeouts=Timeouts({"kind-create": 0.3}))
     started = time.monotonic()
     with pytest.raises(WaitTimeout, match=r"kind create cluster to finish within 0\.3s"):
         backend.provision(lambda line: None)
     assert time.monotonic() - started < 3
-    backend.down(lambda line: None)
+    backend.down(lambda line: None, keep=False)
     assert FakeKindCluster.instances[0].deleted == 1
 
 
@@ -150,7 +152,7 @@ def test_failed_delete_says_how_to_delete_by_hand(workdir: Path) -> None:
     backend.provision(lambda line: None)
     FakeKindCluster.instances[0].fail = "delete"
     with pytest.raises(ClusterError) as error:
-        backend.down(lambda line: None)
+        backend.down(lambda line: None, keep=False)
     assert "could not delete kind cluster c1" in error.value.one_line()
     assert "delete cluster --name c1" in error.value.hint
 
@@ -219,9 +221,9 @@ def _wait(condition: Any, timeout_s: float = 5.0) -> bool:
 
 def test_keeper_restores_what_a_kubelet_dropped_and_stops() -> None:
     api = FakeNodes(["w1", "w2"])
-    kind.advertise_fake_gpus(api, ["w1", "w2"], 2, T4)  # type: ignore[arg-type]
+    fakegpus.advertise_fake_gpus(api, ["w1", "w2"], 2, T4)  # type: ignore[arg-type]
     logged: list[str] = []
-    keeper = kind.FakeGpuKeeper(api, ["w1", "w2"], 2, T4,  # type: ignore[arg-type]
+    keeper = fakegpus.FakeGpuKeeper(api, ["w1", "w2"], 2, T4,  # type: ignore[arg-type]
                                 log=logged.append, interval_s=0.05)
     assert keeper.ensure() == []
     keeper.start()
@@ -231,7 +233,7 @@ def test_keeper_restores_what_a_kubelet_dropped_and_stops() -> None:
     assert "capacity nvidia.com/gpu=0" in keeper.restored[0][1]
     assert api.allocatable["w2"][gpus.GPU_RESOURCE] == "2"
     started = time.monotonic()
-    assert keeper.stop()
+    assert keeper.stop(15)
     assert time.monotonic() - started < 1
     assert not keeper.running
     assert any("node w2 had lost its fake GPUs" in line for line in logged)
@@ -240,7 +242,7 @@ def test_keeper_restores_what_a_kubelet_dropped_and_stops() -> None:
 def test_keeper_ends_with_its_lifetime() -> None:
     api = FakeNodes(["w1"])
     logged: list[str] = []
-    keeper = kind.FakeGpuKeeper(api, ["w1"], 1, T4,  # type: ignore[arg-type]
+    keeper = fakegpus.FakeGpuKeeper(api, ["w1"], 1, T4,  # type: ignore[arg-type]
                                 log=logged.append, interval_s=0.02, lifetime_s=0.1)
     keeper.start()
     assert _wait(lambda: not keeper.running)
@@ -250,10 +252,10 @@ def test_keeper_ends_with_its_lifetime() -> None:
 def test_keeper_survives_a_failed_round() -> None:
     api = FakeNodes(["w1"])
     logged: list[str] = []
-    keeper = kind.FakeGpuKeeper(api, ["w1", "gone"], 1, T4,  # type: ignore[arg-type]
+    keeper = fakegpus.FakeGpuKeeper(api, ["w1", "gone"], 1, T4,  # type: ignore[arg-type]
                                 log=logged.append, interval_s=0.02)
     keeper.start()
     assert _wait(lambda: keeper.errors >= 2)
     assert keeper.running
-    assert keeper.stop()
+    assert keeper.stop(15)
     assert "keeper round failed" in logged[-1]

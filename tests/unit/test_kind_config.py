@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from gpu_conformance import gpus
-from gpu_conformance.backends import kind
+from gpu_conformance.backends.kind import config as kind
 from gpu_conformance.errors import UsageError
 from gpu_conformance.nodes import GPU_TAINT, SIMULATED_LABEL
 

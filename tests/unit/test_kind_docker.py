@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gpu_conformance.backends import kind
+from gpu_conformance.backends.kind import docker
 from gpu_conformance.errors import ClusterError
 
 DAEMON_DOWN = ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
@@ -41,14 +42,14 @@ def _line(error: pytest.ExceptionInfo[ClusterError]) -> str:
 
 def test_no_docker_program(path_only: Path) -> None:
     with pytest.raises(ClusterError) as error:
-        kind.require_container_engine()
+        docker.require_container_engine()
     assert _line(error).startswith("kind needs a Docker engine: no `docker` program on PATH")
 
 
 def test_docker_cli_without_engine(path_only: Path) -> None:
     _fake_docker(path_only, f'echo "Client: Docker Engine"\necho "{DAEMON_DOWN}" >&2\nexit 1')
     with pytest.raises(ClusterError) as error:
-        kind.require_container_engine()
+        docker.require_container_engine()
     assert f"`docker info` failed: {DAEMON_DOWN}" in _line(error)
     assert "--backend kwok" in _line(error)
 
@@ -58,13 +59,13 @@ def test_docker_that_hangs(path_only: Path) -> None:
     assert sleep
     _fake_docker(path_only, f"exec {sleep} 30")
     with pytest.raises(ClusterError) as error:
-        kind.require_container_engine(timeout_s=0.5)
+        docker.require_container_engine(timeout_s=0.5)
     assert "did not answer within 0.5s" in _line(error)
 
 
 def test_running_engine_reports_its_version(path_only: Path) -> None:
     _fake_docker(path_only, 'echo "27.3.1"')
-    assert kind.require_container_engine() == "27.3.1"
+    assert docker.require_container_engine() == "27.3.1"
 
 
 def test_kind_provider_variable_is_checked_instead(path_only: Path,
@@ -72,17 +73,17 @@ def test_kind_provider_variable_is_checked_instead(path_only: Path,
     monkeypatch.setenv("KIND_EXPERIMENTAL_PROVIDER", "podman")
     _fake_docker(path_only, 'echo "27.3.1"')
     with pytest.raises(ClusterError, match="no `podman` program on PATH"):
-        kind.require_container_engine()
+        docker.require_container_engine()
 
 
 def test_this_machine() -> None:
     """The real docker CLI here has no engine behind it (skipped where one runs)."""
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "info"], capture_output=True, timeout=30,
+    program = shutil.which("docker")
+    if program and subprocess.run([program, "info"], capture_output=True, timeout=30,
                                  check=False).returncode == 0:
         pytest.skip("a Docker engine runs here")
     with pytest.raises(ClusterError, match=r"^kind needs a Docker engine"):
-        kind.require_container_engine()
+        docker.require_container_engine()
 
 
 def test_up_checks_docker_before_anything_else(
@@ -97,5 +98,5 @@ def test_up_checks_docker_before_anything_else(
         backend.up(logged.append)
     assert made == []
     assert not (tmp_path / ".pytest-kind").exists()
-    backend.down(logged.append)  # safe after a failed up, and deletes nothing
+    backend.down(logged.append, keep=False)  # safe after a failed up, and deletes nothing
     assert logged == []

@@ -5,20 +5,21 @@ from __future__ import annotations
 import pytest
 
 CONFTEST = """
-from gpu_conformance import settings
+from gpu_conformance import options
 
 def pytest_addoption(parser):
-    settings.add_options(parser)
+    options.add_options(parser)
 """
 
 SHOW = """
-from gpu_conformance.backends import backend_from_config
+from gpu_conformance import backends
+from gpu_conformance.settings import Settings
 
 def test_show(request):
-    backend = backend_from_config(request.config, "kind")
+    backend = backends.create(Settings.from_config(request.config), "r1")
     s = backend.settings
     print()
-    print("NAME", backend.name, s.cluster_name, s.keep_cluster, s.node_image, s.kind_bin)
+    print("NAME", backend.name, s.cluster_name, s.keep, s.node_image, s.kind_bin)
     print("GPUS", s.gpu_nodes, s.gpus_per_node, s.sku.vm_size, s.taint)
     print("IMAGES", s.images.plugin, s.images.workload, s.load_images, s.keeper_lifetime_s)
 """
@@ -34,8 +35,8 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_help_lists_kind_options_beside_pytest_kind(project: pytest.Pytester) -> None:
     result = project.runpytest_inprocess("--help")
     assert result.ret == 0
-    for option in ("--kind-gpu-plugin-image=IMAGE", "--kind-gpu-workload-image=IMAGE",
-                   "--kind-gpu-keeper-seconds=SECONDS", "--kind-load-image=IMAGE",
+    for option in ("--kind-gpu-plugin-image=", "--kind-gpu-workload-image=",
+                   "--kind-gpu-keeper-seconds=", "--kind-load-image=",
                    "--kind-image=KIND_IMAGE", "--kind-bin=KIND_BIN"):
         result.stdout.fnmatch_lines([f"*{option}*"])
 

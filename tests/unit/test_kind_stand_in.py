@@ -8,21 +8,12 @@ from typing import Any
 
 import pytest
 
-from gpu_conformance import gpus
-from gpu_conformance.backends import kind
+from gpu_conformance import backends, device_plugin, gpus
+from gpu_conformance.backends.kind import standins as kind
+from gpu_conformance.settings import Settings
 from gpu_conformance.workloads import PROFILES, WorkloadProfile
 
 DEVICE = gpus.VM_SIZES[gpus.DEFAULT_VM_SIZE.lower()].device_name
-
-
-class Options:
-    """Just enough of pytest.Config for option lookups."""
-
-    def __init__(self, **values: Any) -> None:
-        self.values = values
-
-    def getoption(self, name: str, default: Any = None) -> Any:
-        return self.values.get(name, default)
 
 
 def _kubelet_env(env: list[dict[str, str]]) -> dict[str, str]:
@@ -30,12 +21,21 @@ def _kubelet_env(env: list[dict[str, str]]) -> dict[str, str]:
     return {e["name"]: e["value"].replace("$$", "$") for e in env}
 
 
-def _container(profile: WorkloadProfile, config: Any = None) -> dict[str, Any]:
-    """The Job's container as fixtures/workload.py builds it for kind."""
+def _container(profile: WorkloadProfile, **options: Any) -> dict[str, Any]:
+    """The Job's container as the kind backend's adapt_job hook leaves it."""
+    backend = backends.create(Settings.from_mapping({"backend": "kind", **options}), "r1")
     job = profile.job_manifest("w", "ns", gpus=1)
+    backend.adapt_job(profile, job)
     container: dict[str, Any] = job["spec"]["template"]["spec"]["containers"][0]
-    container.update(kind.workload_overrides(profile, DEVICE, config))
     return container
+
+
+def _plugin_images(**options: Any) -> list[str]:
+    backend = backends.create(Settings.from_mapping({"backend": "kind", **options}), "r1")
+    objects = device_plugin.load_manifest("current")
+    backend.adapt_plugin(objects)
+    return [c["image"] for c in device_plugin.daemonset_of(objects)["spec"]["template"]["spec"]
+            ["containers"]]
 
 
 @pytest.mark.parametrize("profile", list(PROFILES.values()), ids=list(PROFILES))
@@ -77,11 +77,10 @@ def test_dollar_signs_survive_the_kubelet_expansion() -> None:
 
 
 def test_images_come_from_the_options() -> None:
-    config = Options(kind_gpu_workload_image="local/echo:1", kind_gpu_plugin_image="local/idle:1")
-    assert _container(PROFILES["tf-mnist"], config)["image"] == "local/echo:1"
-    assert kind.plugin_image_override(config) == "local/idle:1"  # type: ignore[arg-type]
+    assert _container(PROFILES["tf-mnist"], kind_gpu_workload_image="local/echo:1")[
+        "image"] == "local/echo:1"
+    assert _plugin_images(kind_gpu_plugin_image="local/idle:1") == ["local/idle:1"]
 
 
 def test_default_images() -> None:
-    assert kind.plugin_image_override() == kind.STAND_IN_IMAGES.plugin
-    assert kind.stand_in_images(Options()) == kind.STAND_IN_IMAGES  # type: ignore[arg-type]
+    assert _plugin_images() == [kind.STAND_IN_IMAGES.plugin]

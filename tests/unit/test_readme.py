@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_conformance import binaries
-from gpu_conformance.settings import OPTIONS, Opt
+from gpu_conformance import binaries, docs
+from gpu_conformance.options import OPTIONS, Opt
+from gpu_conformance.paths import REPO_ROOT
 from gpu_conformance.timeouts import DEFAULTS
 
-README = (binaries.REPO_ROOT / "README.md").read_text()
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def test_generated_tables_are_current() -> None:
+    assert docs.render(README) == README, "run `make docs` to regenerate the README's tables"
 
 
 @pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: o.flag)
 def test_option_is_documented_with_env_and_ini(opt: Opt) -> None:
-    rows = [line for line in README.splitlines() if line.startswith(f"| `{opt.flag}")]
-    assert any(f"`{opt.env}` / `{opt.ini}`" in row for row in rows), (
+    rows = [line for line in README.splitlines() if line.startswith(f"| `{opt.flag}`")]
+    assert any(f"`{opt.env}`" in row and f"`{opt.ini}`" in row for row in rows), (
         f"{opt.flag} with {opt.env} / {opt.ini} missing from the README's options table")
 
 

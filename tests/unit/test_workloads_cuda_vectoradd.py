@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gpu_conformance import gpus
 from gpu_conformance.workloads.cuda_vectoradd import NO_SMI_NOTE, PROFILE, parse, reference_log
+from tests.captures import read_capture
 
-LISTING = (Path(__file__).parents[1] / "data" / "captures" / "h200-nvidia-smi-L.txt").read_text()
+LISTING = read_capture("h200-nvidia-smi-L.txt")
 SAMPLE = """\
 [Vector addition of 50000 elements]
 Copy input data from the host memory to the CUDA device

@@ -1,17 +1,15 @@
-"""nvidia-smi: parsed from the output captured on an H200 (tests/data/captures/h200-nvidia-smi*)."""
+"""nvidia-smi: parsed from the output captured on an H200 (reference_logs/h200-nvidia-smi*)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from gpu_conformance import gpus
 from gpu_conformance.workloads.nvidia_smi import PROFILE, parse, reference_log
+from tests.captures import read_capture
 
-CAPTURES = Path(__file__).parents[1] / "data" / "captures"
-LISTING = (CAPTURES / "h200-nvidia-smi-L.txt").read_text()
-TABLE = (CAPTURES / "h200-nvidia-smi.txt").read_text()
+LISTING = read_capture("h200-nvidia-smi-L.txt")
+TABLE = read_capture("h200-nvidia-smi.txt")
 LOG = LISTING + TABLE
 
 

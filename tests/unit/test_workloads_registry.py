@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,14 +10,12 @@ from gpu_conformance import gpus
 from gpu_conformance.errors import UsageError
 from gpu_conformance.workloads import DEFAULT_PROFILE, PROFILES, WorkloadProfile, get_profile
 from gpu_conformance.workloads.base import WORKLOAD_LABEL
+from tests.captures import read_capture
 
-CAPTURES = Path(__file__).parents[1] / "data" / "captures"
 ALL = sorted(PROFILES)
 DEVICE_NAMES = sorted({sku.device_name for sku in gpus.VM_SIZES.values()})
 
 
-def read_capture(name: str) -> str:
-    return (CAPTURES / name).read_text(encoding="utf-8")
 
 
 def test_registry_names() -> None:

@@ -1,13 +1,12 @@
-"""tf-mnist: the seed guide's TensorFlow log (tests/data/captures/seed-tf-mnist-k80.txt)."""
+"""tf-mnist: the seed guide's TensorFlow log (reference_logs/seed-tf-mnist-k80.txt)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from gpu_conformance import gpus
 from gpu_conformance.workloads.tf_mnist import PROFILE, parse
+from tests.captures import read_capture
 
-SEED = (Path(__file__).parents[1] / "data" / "captures" / "seed-tf-mnist-k80.txt").read_text()
+SEED = read_capture("seed-tf-mnist-k80.txt")
 
 
 def test_seed_log() -> None:

@@ -18,10 +18,10 @@ from gpu_conformance.workloads.torch_probe import (
     parse,
     probe_script,
 )
+from tests.captures import read_capture
 
-CAPTURES = Path(__file__).parents[1] / "data" / "captures"
-H200 = (CAPTURES / "h200-torch.txt").read_text()
-H200_NO_GPU = (CAPTURES / "h200-torch-no-gpu.txt").read_text()
+H200 = read_capture("h200-torch.txt")
+H200_NO_GPU = read_capture("h200-torch-no-gpu.txt")
 PROBE = Path(__file__).parents[2] / "gpu_conformance" / "data" / SCRIPT
 
 

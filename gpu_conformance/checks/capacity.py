@@ -1,0 +1,108 @@
+"""Capacity: every GPU node offers its GPUs to the scheduler.
+
+Observation: the node list, read once per run for all GPU nodes (one list+watch, whatever the
+node count). Judge, per node: ``nvidia.com/gpu`` capacity >= 1 and equal to what the VM size or
+GFD count label implies, allocatable == capacity (less means GPUs marked unhealthy), Ready.
+Wait: until every GPU node reports capacity, bounded by gpu-capacity; a node that never does is
+judged on what it last showed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+from gpu_conformance import gpus
+from gpu_conformance.checks import Outcome
+from gpu_conformance.errors import WaitTimeout
+from gpu_conformance.gpu_nodes import GpuNode, find_gpu_nodes, summarize_names
+from gpu_conformance.log import Log
+from gpu_conformance.timeouts import Timeouts
+from gpu_conformance.verdict import Verdict
+from gpu_conformance.waits import wait_for
+
+#: parameter ids of the per-node test when there is nothing to parametrize with
+NO_GPU_NODE = "no-gpu-node-found"
+NOT_STARTED = "run-not-started"
+RECHECK_SECONDS = 5
+
+
+def judge(node: GpuNode) -> list[str]:
+    """Why this GPU node does not offer its GPUs to the scheduler (empty when it does)."""
+    problems = []
+    expected = gpus.expected_gpu_count(node.labels)
+    if node.capacity < 1:
+        problems.append(
+            f"node {node.name} ({node.why}) reports no {gpus.GPU_RESOURCE} capacity: the device "
+            "plugin is not running or not registered on it"
+        )
+    elif node.allocatable < node.capacity:
+        problems.append(
+            f"node {node.name}: allocatable {gpus.GPU_RESOURCE} {node.allocatable} < capacity "
+            f"{node.capacity}: {node.capacity - node.allocatable} GPU(s) marked unhealthy by the "
+            "device plugin (XID errors or a failed health check)"
+        )
+    if node.capacity >= 1 and expected is not None and node.capacity != expected:
+        problems.append(
+            f"node {node.name}: capacity {gpus.GPU_RESOURCE} {node.capacity}, but its "
+            f"{'GFD count label' if gpus.COUNT_LABEL in node.labels else 'VM size'} implies "
+            f"{expected}"
+        )
+    if not node.ready:
+        problems.append(f"node {node.name} is not Ready")
+    return problems
+
+
+@dataclass
+class Snapshot:
+    """The GPU nodes as last seen by the run's one capacity wait."""
+
+    nodes: dict[str, GpuNode] = field(default_factory=dict)
+    total_nodes: int = 0
+    #: set when the wait ran out: the nodes still without capacity, and the timeout's text
+    timed_out: str = ""
+
+
+def observe(api: client.ApiClient, names: Sequence[str], timeouts: Timeouts,
+            progress: Log | None) -> Snapshot:
+    """Wait (bounded by gpu-capacity) until every named GPU node reports capacity; whatever
+    happens, the last state of every node."""
+    core = client.CoreV1Api(api)
+    wanted = set(names)
+    snapshot = Snapshot()
+
+    def evaluate(items: list[Any]) -> Verdict:
+        snapshot.total_nodes = len(items)
+        snapshot.nodes = {n.name: n for n in find_gpu_nodes(items) if n.name in wanted}
+        waiting = sorted(n for n in wanted if n not in snapshot.nodes
+                         or snapshot.nodes[n].capacity < 1)
+        summary = f"{len(wanted) - len(waiting)}/{len(wanted)} GPU node(s) report capacity"
+        if waiting:
+            summary += f"; waiting for {summarize_names(waiting)}"
+        return Verdict(not waiting, summary)
+
+    try:
+        wait_for(f"every GPU node to report {gpus.GPU_RESOURCE} capacity", core.list_node,
+                 evaluate, timeout=timeouts["gpu-capacity"], timeout_name="gpu-capacity",
+                 recheck_every=RECHECK_SECONDS, progress=progress)
+    except WaitTimeout as exc:
+        snapshot.timed_out = str(exc)
+    return snapshot
+
+
+def check(snapshot: Snapshot, name: str) -> Outcome:
+    """One GPU node's verdict from the run's snapshot."""
+    if name == NOT_STARTED:
+        return Outcome(False, "no cluster: GPU nodes are discovered when the run starts")
+    if name == NO_GPU_NODE:
+        return Outcome(False, (
+            f"no GPU node found among {snapshot.total_nodes} node(s): none has a GPU label "
+            f"(accelerator, {gpus.AKS_ACCELERATOR_LABEL}, {gpus.PRESENT_LABEL}), a known GPU VM "
+            f"size, or {gpus.GPU_RESOURCE} capacity"))
+    node = snapshot.nodes.get(name)
+    if node is None:
+        return Outcome(False, f"node {name} is gone (it was a GPU node when the run started)")
+    return Outcome.from_problems(judge(node))
