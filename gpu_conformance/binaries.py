@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gpu_conformance.errors import ToolchainError
 from gpu_conformance.log import Log
-from gpu_conformance.paths import REPO_ROOT
+from gpu_conformance.paths import tools_dir
 from gpu_conformance.timeouts import DEFAULTS
 
 KUBERNETES_VERSION = "v1.36.3"
@@ -32,7 +32,8 @@ KWOK_VERSION = "v0.8.0"
 # CI and cron jobs often run with a short PATH: Go is also looked for where it installs itself
 GO_LOCATIONS = ["/usr/local/go/bin/go", "/usr/lib/go/bin/go"]
 BUILD_TIMEOUT = DEFAULTS["go-build"].seconds
-TOOLS_DIR = REPO_ROOT / "tools"
+#: the pinned Go tools modules (a checkout's tools/, or their copy in the installed package)
+TOOLS_DIR = tools_dir()
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ def build_family(family: Family, log: Log) -> Path:
     target = cache_dir() / family.cache_key
     module = TOOLS_DIR / family.module_dir
     if not (module / "go.mod").is_file():
-        raise ToolchainError(f"pinned tools module {module} is missing; run from a checkout")
+        raise ToolchainError(f"pinned tools module {module} is missing",
+                             hint="reinstall gpu-conformance, or run from a checkout")
     go = _go()
     staging = target.with_name(target.name + f".partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)

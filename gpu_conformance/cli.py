@@ -1,4 +1,7 @@
-"""The ``gpu-conformance`` command: the offline cluster, the toolchain, the AKS janitor."""
+"""The ``gpu-conformance`` command: run the suites (one cluster or a fleet), sweep leftovers,
+the offline cluster, the toolchain, the AKS janitor. Exit status: gpu_conformance.errors.ExitCode
+(0 ok, 1 checks failed, 2 interrupted, 3 internal error, 4 usage error, 5 nothing selected,
+6 cluster or cloud unavailable)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from gpu_conformance import binaries
-from gpu_conformance.errors import GpuConformanceError, UsageError
+from gpu_conformance.errors import ExitCode, GpuConformanceError, UsageError, exit_code_for, one_line
 from gpu_conformance.offline import DEFAULT_NAME, OfflineCluster, OfflineClusterSpec, list_clusters
 
 
@@ -39,13 +42,29 @@ def _cluster_down(args: argparse.Namespace) -> int:
 def _cluster_status(args: argparse.Namespace) -> int:
     info = OfflineCluster(OfflineClusterSpec(name=args.name)).status()
     print(json.dumps(info, indent=2))
-    return 0 if info["exists"] else 1
+    return 0 if info["exists"] else int(ExitCode.CLUSTER_UNAVAILABLE)
 
 
 def _cluster_list(args: argparse.Namespace) -> int:
     for name in list_clusters():
         info = OfflineCluster(OfflineClusterSpec(name=name)).status()
         print(f"{name}\t{info['processes']} processes\t{info['kubeconfig']}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from gpu_conformance import coordination
+    from gpu_conformance.kube import new_api_client, server_version
+
+    api = new_api_client(Path(args.kubeconfig).expanduser() if args.kubeconfig else None,
+                         args.context)
+    try:
+        server_version(api)
+        result = coordination.sweep(api, _err)
+    finally:
+        api.close()
+    print(f"swept {len(result.dead_runs)} dead run(s): {len(result.namespaces)} namespace(s), "
+          f"{len(result.plugins)} shared plugin(s) updated")
     return 0
 
 
@@ -77,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=_Parser)
+    commands.add_parser("run", add_help=False,
+                        help="run the conformance suites: gpu-conformance run [--kube-context "
+                             "a,b,c | --fleet FILE] [pytest options, e.g. --backend attach "
+                             "--kubeconfig=PATH]")
+    sweeper = commands.add_parser("sweep", help="remove what dead gpu-conformance runs left on "
+                                  "a cluster (namespaces, places in a shared device plugin)")
+    sweeper.add_argument("--kubeconfig", default=None, help="default: KUBECONFIG, ~/.kube/config")
+    sweeper.add_argument("--context", default=None)
+    sweeper.set_defaults(func=_sweep)
 
     cluster = commands.add_parser("cluster", help="the offline cluster (real control plane, "
                                   "simulated GPU nodes)")
@@ -117,25 +145,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        if argv[:1] == ["run"]:
+            from gpu_conformance import fleet
+
+            return fleet.run(argv[1:])
+        args = build_parser().parse_args(argv)
         code: int = args.func(args)
-    except UsageError as exc:
-        _err(f"gpu-conformance: error: {exc.one_line()}")
-        return 2
     except GpuConformanceError as exc:
         _err(f"gpu-conformance: error: {exc.one_line()}")
-        return 1
+        return int(exit_code_for(exc))
     except KeyboardInterrupt:
         _err("gpu-conformance: interrupted")
-        return 130
+        return int(ExitCode.INTERRUPTED)
     except Exception as exc:  # a bug, not a user mistake: still one line unless asked
         if os.environ.get("GPU_CONFORMANCE_DEBUG"):
             raise
-        _err(f"gpu-conformance: internal error: {type(exc).__name__}: "
-             f"{' '.join(str(exc).split())[:300]} (GPU_CONFORMANCE_DEBUG=1 shows the traceback)")
-        return 70
+        _err(f"gpu-conformance: internal error: {type(exc).__name__}: {one_line(exc)} "
+             "(GPU_CONFORMANCE_DEBUG=1 shows the traceback)")
+        return int(ExitCode.INTERNAL_ERROR)
     return code
 
 

@@ -49,10 +49,17 @@ def render(readme: str) -> str:
     return _replace(text, TIMEOUTS_BEGIN, TIMEOUTS_END, timeouts_table())
 
 
+RBAC_FILE = Path("manifests") / "incluster" / "rbac.yaml"
+
+
 def main() -> int:
-    path = Path(__file__).resolve().parents[1] / "README.md"
+    from gpu_conformance.permissions import rbac_manifest
+
+    root = Path(__file__).resolve().parents[1]
+    path = root / "README.md"
     path.write_text(render(path.read_text()))
-    print(f"rewrote the options and timeouts tables of {path}")
+    (root / RBAC_FILE).write_text(rbac_manifest())
+    print(f"rewrote the options and timeouts tables of {path} and {RBAC_FILE}")
     return 0
 
 

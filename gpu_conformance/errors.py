@@ -3,6 +3,7 @@ one helper that turns any exception into such a line."""
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
@@ -98,3 +99,31 @@ def is_not_found(exc: BaseException) -> bool:
         return True
     codes = {c.lower() for c in _codes(getattr(exc, "error", None))}
     return bool(codes & {"resourcenotfound", "resourcegroupnotfound", "notfound"})
+
+
+class ExitCode(enum.IntEnum):
+    """The exit status of every gpu-conformance command and run (pytest's where they overlap)."""
+
+    OK = 0
+    #: one or more checks failed: the cluster is not conformant
+    CHECKS_FAILED = 1
+    #: interrupted (Ctrl-C, SIGTERM); what the run created was removed
+    INTERRUPTED = 2
+    #: a bug in this tool (the message says so)
+    INTERNAL_ERROR = 3
+    #: a mistake in the command line, an option, an environment variable or a file given
+    USAGE_ERROR = 4
+    #: nothing was selected to run (pytest's -k/-m matched no check)
+    NO_TESTS = 5
+    #: the cluster or cloud could not be reached, refused access, or could not be provided
+    CLUSTER_UNAVAILABLE = 6
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    if isinstance(exc, UsageError):
+        return ExitCode.USAGE_ERROR
+    if isinstance(exc, GpuConformanceError):
+        return ExitCode.CLUSTER_UNAVAILABLE
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return ExitCode.INTERNAL_ERROR

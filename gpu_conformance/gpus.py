@@ -169,3 +169,31 @@ def looks_like_gpu_node(labels: Mapping[str, str] | None, capacity: Mapping[str,
     if capacity.get(GPU_RESOURCE, "0") not in ("", "0"):
         return f"capacity {GPU_RESOURCE}={capacity[GPU_RESOURCE]}"
     return None
+
+
+CUSTOM_PREFIX = "custom:"
+
+
+def resolve_product(product: str | None) -> GpuSku:
+    """The GPU a simulated node claims: a VM size, a device name or a GFD product label; an
+    unlisted GPU only when asked for explicitly (``custom:<device name>``, on the default
+    size's shape). Anything else is a usage error listing what is known."""
+    from gpu_conformance.errors import UsageError
+
+    if not product:
+        sku = sku_for_vm_size(DEFAULT_VM_SIZE)
+        assert sku is not None
+        return sku
+    if product.lower().startswith(CUSTOM_PREFIX):
+        name = product[len(CUSTOM_PREFIX):].strip().replace("-", " ")
+        if not name:
+            raise UsageError(f"--gpu-product {product!r}: give a device name after '{CUSTOM_PREFIX}'")
+        base = VM_SIZES[DEFAULT_VM_SIZE.lower()]
+        return GpuSku(base.vm_size, name, base.count, base.memory_mib)
+    found = sku_for_vm_size(product) or sku_for_product(product)
+    if found is None:
+        devices = sorted({s.device_name for s in VM_SIZES.values() if not s.retired})
+        raise UsageError(
+            f"unknown GPU product {product!r}; known: {', '.join(devices)} (or one of their VM "
+            f"sizes, e.g. {DEFAULT_VM_SIZE}; an unlisted GPU: '{CUSTOM_PREFIX}<device name>')")
+    return found

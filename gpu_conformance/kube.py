@@ -173,8 +173,17 @@ def kubeconfig_paths(kubeconfig: Path | None) -> tuple[list[Path], str]:
     return [Path.home() / ".kube" / "config"], f"the default kubeconfig {Path.home()}/.kube/config"
 
 
+def in_cluster(kubeconfig: Path | None) -> bool:
+    """Inside a pod with no kubeconfig at all: use the pod's ServiceAccount."""
+    return (kubeconfig is None and not os.environ.get("KUBECONFIG", "").strip()
+            and not (Path.home() / ".kube" / "config").exists()
+            and bool(os.environ.get("KUBERNETES_SERVICE_HOST")))
+
+
 def check_kubeconfig(kubeconfig: Path | None) -> None:
     """One clear line for a kubeconfig that is missing, a directory, not YAML or mis-shaped."""
+    if in_cluster(kubeconfig):
+        return
     paths, named = kubeconfig_paths(kubeconfig)
     for path in paths:
         if path.is_dir():
@@ -204,9 +213,13 @@ def new_api_client(kubeconfig: Path | None, context: str | None) -> client.ApiCl
     _paths, named = kubeconfig_paths(kubeconfig)
     configuration = client.Configuration()
     try:
-        config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None,
-                                context=context, client_configuration=configuration,
-                                persist_config=False)
+        if in_cluster(kubeconfig):
+            named = "the pod's ServiceAccount (in-cluster)"
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None,
+                                    context=context, client_configuration=configuration,
+                                    persist_config=False)
     except config.ConfigException as exc:
         text = str(exc).splitlines()[0] if str(exc) else "invalid"
         if context and "context" in text.lower():
@@ -240,12 +253,14 @@ def describe_unreachable(exc: BaseException, host: str) -> str:
     return f"cannot reach the API server at {host}: {one_line(inner)}"
 
 
-def server_version(api: client.ApiClient, budget: float | None = None,
-                   per_request: tuple[float, float] = (3.0, 5.0)) -> str:
+def server_version(api: client.ApiClient, budget: float | None = None) -> str:
     """The server's version; an unreachable, silent or refusing server is one clear line
-    within ``budget`` seconds (default: the api-connect timeout)."""
+    within ``budget`` seconds (default: the api-probe timeout)."""
     host = api.configuration.host
-    deadline = time.monotonic() + (budget if budget is not None else DEFAULTS["api-connect"].seconds)
+    seconds = budget if budget is not None else DEFAULTS["api-probe"].seconds
+    deadline = time.monotonic() + seconds
+    # each request gets what is left of the budget: a silent server costs the budget once
+    per_request = (min(3.0, seconds), max(1.0, seconds))
     version_api = client.VersionApi(api)
     try:
         info = call(version_api.get_code, deadline=deadline, _request_timeout=per_request)
@@ -255,6 +270,9 @@ def server_version(api: client.ApiClient, budget: float | None = None,
         raise ClusterError(f"the API server at {host} answered {one_line(exc)}") from None
     except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, ssl.SSLError,
             OSError) as exc:
+        tls = tls_problem(exc)
+        if tls and "client certificate" in tls:
+            raise UsageError(f"{host}: {tls}") from None
         raise ClusterError(describe_unreachable(exc, host)) from None
     return str(info.git_version)
 

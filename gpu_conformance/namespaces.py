@@ -8,7 +8,7 @@ from typing import Any
 from kubernetes import client
 
 from gpu_conformance.errors import is_not_found, one_line
-from gpu_conformance.kube import call
+from gpu_conformance.kube import call, is_conflict
 from gpu_conformance.log import Log
 from gpu_conformance.objects import RUN_LABEL
 from gpu_conformance.verdict import Verdict
@@ -19,10 +19,37 @@ def namespace_name(run_id: str, worker: str) -> str:
     return f"gpuconf-{run_id}-{worker}".lower()[:63].rstrip("-")
 
 
-def create_namespace(api: client.ApiClient, name: str, run_id: str) -> None:
+def create_namespace(api: client.ApiClient, name: str, run_id: str,
+                     ready_timeout: float | None = None) -> None:
+    """Create it labelled with the run id; one the run already made (its Lease namespace, or a
+    create whose answer was lost) is fine. With ``ready_timeout``, wait until its default
+    ServiceAccount exists: pods cannot be created before (the Job controller would back off)."""
+    core = client.CoreV1Api(api)
     body = {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": {RUN_LABEL: run_id}}}
-    call(client.CoreV1Api(api).create_namespace, body)
+    try:
+        call(core.create_namespace, body)
+    except Exception as exc:
+        if not is_conflict(exc):
+            raise
+        existing: Any = call(core.read_namespace, name)
+        if (existing.metadata.labels or {}).get(RUN_LABEL) != run_id:
+            raise
+    if ready_timeout is not None:
+        wait_for_default_service_account(api, name, ready_timeout)
+
+
+def wait_for_default_service_account(api: client.ApiClient, namespace: str, timeout: float,
+                                     log: Log | None = None) -> None:
+    core = client.CoreV1Api(api)
+
+    def present(items: list[Any]) -> Verdict:
+        return Verdict(bool(items), "default ServiceAccount " + ("present" if items else "missing"))
+
+    wait_for(f"the default ServiceAccount of namespace {namespace}",
+             core.list_namespaced_service_account, present, timeout=timeout,
+             timeout_name="namespace-ready", progress=log, namespace=namespace,
+             field_selector="metadata.name=default")
 
 
 def delete_namespace(api: client.ApiClient, name: str, timeout: float, log: Log | None = None,

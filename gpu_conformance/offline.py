@@ -28,6 +28,7 @@ from gpu_conformance import binaries, gpus, nodes
 from gpu_conformance.errors import ClusterError, UsageError, one_line
 from gpu_conformance.kube import call, is_conflict, new_api_client
 from gpu_conformance.log import Log
+from gpu_conformance.namespaces import wait_for_default_service_account
 from gpu_conformance.paths import REPO_ROOT, in_checkout
 from gpu_conformance.timeouts import Timeouts
 from gpu_conformance.verdict import Verdict
@@ -60,17 +61,10 @@ class OfflineClusterSpec:
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     def sku(self) -> gpus.GpuSku:
-        if not self.gpu_product:
-            sku = gpus.sku_for_vm_size(gpus.DEFAULT_VM_SIZE)
-        else:
-            sku = gpus.sku_for_vm_size(self.gpu_product) or gpus.sku_for_product(self.gpu_product)
-            if sku is None:
-                # an unknown product is still simulated, on the default size's shape
-                base = gpus.VM_SIZES[gpus.DEFAULT_VM_SIZE.lower()]
-                sku = gpus.GpuSku(base.vm_size, self.gpu_product.replace("-", " "), base.count,
-                                  base.memory_mib)
-        assert sku is not None
-        return sku
+        return gpus.resolve_product(self.gpu_product)
+
+    def gpu_node_names(self) -> list[str]:
+        return [gpu_node_name(i) for i in range(self.gpu_nodes)]
 
     def validate(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -85,6 +79,11 @@ class OfflineClusterSpec:
             raise UsageError(f"--job-log {self.job_log} does not exist")
         if self.port is not None and not 1 <= self.port <= 65535:
             raise UsageError(f"--port must be between 1 and 65535, got {self.port}")
+
+
+def gpu_node_name(index: int) -> str:
+    """GPU nodes are named like an AKS pool's: aks-gpu-00000000, aks-gpu-00000001, ..."""
+    return f"aks-gpu-{index:08d}"
 
 
 def state_dir() -> Path:
@@ -173,7 +172,7 @@ class OfflineCluster:
         self.spec.validate()
         sku = self.spec.sku()
         if self.exists():
-            raise ClusterError(
+            raise UsageError(
                 f"an offline cluster named {self.spec.name!r} already exists",
                 hint=f"use it, or remove it: gpu-conformance cluster down --name {self.spec.name}",
             )
@@ -270,7 +269,7 @@ class OfflineCluster:
         taints = [dict(nodes.GPU_TAINT)] if self.spec.taint_gpu_nodes else None
         manifests = [nodes.system_node("aks-system-00000000")]
         manifests += [
-            nodes.gpu_node(f"aks-gpu-{i:08d}", sku, self.spec.gpus_per_node, taints=taints)
+            nodes.gpu_node(gpu_node_name(i), sku, self.spec.gpus_per_node, taints=taints)
             for i in range(self.spec.gpu_nodes)
         ]
         for manifest in manifests:
@@ -290,6 +289,8 @@ class OfflineCluster:
         wait_for(f"{len(wanted)} nodes Ready", core.list_node, ready,
                  timeout=self.spec.timeouts["nodes-ready"], timeout_name="nodes-ready",
                  progress=log)
+        # ready for workloads: pods in "default" need its ServiceAccount (controller-made)
+        wait_for_default_service_account(api, "default", self.spec.timeouts["namespace-ready"])
         api.close()
 
     # --- down -----------------------------------------------------------------------------

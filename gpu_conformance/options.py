@@ -83,6 +83,11 @@ CORE: tuple[Opt, ...] = (
         "guide's DaemonSet as written) or a path", "current"),
     Opt("--workload", "gpu_workload",
         "workload profile(s), comma-separated, or 'all' (see docs/workloads.md)", "tf-mnist"),
+    Opt("--workload-nodes", "gpu_workload_nodes",
+        "GPU nodes each workload profile runs on: all, one, or a number N (the first N by name)",
+        "all"),
+    Opt("--busy", "gpu_busy", "a GPU node whose GPUs are all held by other pods: fail its "
+        "workload checks, or skip them (never a silent pass)", "fail", choices=("fail", "skip")),
     Opt("--expect-gpu", "gpu_expect",
         "regular expression the device line must match (default: from the node's "
         "nvidia.com/gpu.product label or VM size, else Tesla|NVIDIA)"),
@@ -91,6 +96,8 @@ CORE: tuple[Opt, ...] = (
         None, "float"),
     Opt("--gpu-timeout", "gpu_timeouts",
         "override a named timeout, NAME=SECONDS (repeatable); see README for names", [], "list"),
+    Opt("--gpu-report-dir", "gpu_report_dir", "where summary.md, summary.json, summary.html and "
+        "artifacts/ are written", "reports"),
 )
 
 AKS: tuple[Opt, ...] = (

@@ -1,30 +1,33 @@
 """One conformance run: the cluster it uses, the device plugin it relies on, and cleanup.
 
 The process that owns the run (the only one, or the xdist controller) provisions the
-cluster and installs the plugin once, before tests are collected, and undoes both at
-session end, also after failures, Ctrl-C and SIGTERM. xdist workers receive the result
-and only attach.
+cluster, sweeps what dead runs left, takes its Lease and makes sure a device plugin is there,
+once, before tests are collected; it undoes all of it at session end, also after failures,
+Ctrl-C and SIGTERM. Every cleanup is registered before the thing it cleans is created.
+xdist workers receive the result and only attach.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import backends, device_plugin, gpus
+from gpu_conformance import backends, coordination, device_plugin, gpus, permissions
 from gpu_conformance.backends.base import ClusterBackend, ClusterHandle, Traits
 from gpu_conformance.cleanup import CleanupStack
+from gpu_conformance.coordination import MANAGED_LABEL, MANAGED_VALUE, SharedPlugin
 from gpu_conformance.errors import UsageError, is_not_found
 from gpu_conformance.gpu_nodes import find_gpu_nodes
 from gpu_conformance.kube import call, is_conflict, new_api_client, server_version
 from gpu_conformance.log import Log
-from gpu_conformance.objects import RUN_LABEL, Objects, describe, kubectl_delete
+from gpu_conformance.objects import RUN_LABEL, Objects, describe
 from gpu_conformance.settings import Settings, new_run_id
+from gpu_conformance.verdict import Verdict
+from gpu_conformance.waits import wait_for
 
 
 @dataclass
@@ -40,6 +43,14 @@ class RunInfo:
     plugin: dict[str, Any] | None
     traits: dict[str, bool] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
+    #: the GPU nodes found when the run started, sorted
+    gpu_nodes: list[str] = field(default_factory=list)
+    #: names per-node tests were given before the nodes existed -> the nodes they stand for
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+
+    def resolve(self, name: str) -> list[str]:
+        """The GPU node(s) a per-node test's name stands for."""
+        return self.aliases.get(name, [name])
 
     @property
     def cluster_outlives_run(self) -> bool:
@@ -62,6 +73,11 @@ class RunContext:
         self.settings, self.backend, self.run_id, self.log = settings, backend, run_id, log
         self.cleanups = CleanupStack()
         self.info: RunInfo | None = None
+        self._api: client.ApiClient | None = None
+        self._lease: coordination.RunLease | None = None
+        #: namespaces the run deleted and waits for (together) before it ends
+        self._deleted: list[str] = []
+        self._outlives = True
 
     @classmethod
     def create(cls, settings: Settings, log: Log) -> RunContext:
@@ -69,77 +85,179 @@ class RunContext:
         run_id = settings.run_id or new_run_id()
         return cls(settings, backends.create(settings, run_id), run_id, log)
 
-    def start(self) -> RunInfo:
-        """Provision (or attach), then make sure a device plugin is there. Cleanup first."""
+    def start(self, named: list[str] | None = None) -> RunInfo:
+        """Provision (or attach), sweep, take the Lease, make sure a plugin is there.
+
+        ``named``: the GPU node names per-node tests were given at collection; those that
+        turn out not to be node names become aliases of the nodes found.
+        """
         keep = self.settings.keep_cluster
         self.cleanups.push(f"{self.backend.name} cluster",
                            lambda: self.backend.down(self.log, keep=keep))
         handle = self.backend.up(self.log)
-        api = new_api_client(handle.kubeconfig, handle.context)
-        try:
-            version = server_version(api, budget=self.settings.timeouts["api-ready"])
-            plugin = self._plugin(api)
-            self.info = RunInfo(
-                run_id=self.run_id, backend=self.backend.name,
-                kubeconfig=str(handle.kubeconfig) if handle.kubeconfig else None,
-                context=handle.context, cluster_name=handle.name,
-                expected_gpu=handle.expected_gpu,
-                plugin=plugin.to_dict() if plugin else None,
-                traits=handle.traits.to_dict(),
-                properties=self._properties(api, handle, version, plugin),
-            )
-        finally:
-            api.close()
+        self._outlives = handle.traits.kept or not handle.traits.owns_cluster
+        self.cleanups.push("wait for the run's deletions", self._await_deletions)
+        api = self._api = new_api_client(handle.kubeconfig, handle.context)
+        self.cleanups.push("close the API client", api.close)
+        version = server_version(api, budget=self.settings.timeouts["api-ready"])
+        permissions.require(api)
+        if self._outlives:
+            coordination.sweep(api, self.log, keep={self.run_id})
+        self.cleanups.push("delete the run's namespaces", self._delete_run_namespaces,
+                           f"kubectl delete namespace -l {RUN_LABEL}={self.run_id}")
+        self._lease = coordination.RunLease(api, self.run_id, self.log)
+        self._lease.create()
+        self._lease.start()
+        plugin = self._plugin(api)
+        found = [n.name for n in find_gpu_nodes(call(client.CoreV1Api(api).list_node).items)]
+        self.info = RunInfo(
+            run_id=self.run_id, backend=self.backend.name,
+            kubeconfig=str(handle.kubeconfig) if handle.kubeconfig else None,
+            context=handle.context, cluster_name=handle.name,
+            expected_gpu=handle.expected_gpu,
+            plugin=plugin.to_dict() if plugin else None,
+            traits=handle.traits.to_dict(),
+            properties=self._properties(api, handle, version, plugin),
+            gpu_nodes=found, aliases=aliases(named or [], found),
+        )
         return self.info
 
     def finish(self) -> list[str]:
         return self.cleanups.run(self.log)
 
+    # --- cleanup ---------------------------------------------------------------------------
+    def _delete_run_namespaces(self) -> None:
+        if self._lease is not None:
+            self._lease.stop()
+        assert self._api is not None
+        core = client.CoreV1Api(self._api)
+        listed: list[Any] = call(core.list_namespace,
+                                 label_selector=f"{RUN_LABEL}={self.run_id}").items
+        names: list[str] = [ns.metadata.name for ns in listed]
+        for name in names:
+            try:
+                call(core.delete_namespace, name, body={"propagationPolicy": "Background"})
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise
+            self._deleted.append(name)
+        if names:
+            self.log(f"deleting namespace(s) {', '.join(names)}")
+
+    def _await_deletions(self) -> None:
+        """One wait for every namespace the run deleted, where the cluster outlives the run."""
+        if not self._deleted or not self._outlives or self._api is None:
+            return
+        core, wanted = client.CoreV1Api(self._api), set(self._deleted)
+
+        def gone(items: list[Any]) -> Verdict:
+            left = sorted({n.metadata.name for n in items} & wanted)
+            return Verdict(not left, f"waiting for {', '.join(left)}" if left else "all gone")
+
+        wait_for(f"namespace(s) {', '.join(sorted(wanted))} deleted", core.list_namespace, gone,
+                 timeout=self.settings.timeouts["namespace-delete"],
+                 timeout_name="namespace-delete", progress=self.log)
+        self.log(f"removed namespace(s) {', '.join(sorted(wanted))}")
+
     # --- device plugin --------------------------------------------------------------------
     def _plugin(self, api: client.ApiClient) -> device_plugin.PluginRef | None:
         mode = self.settings.plugin_mode
         apps = client.AppsV1Api(api)
-        if mode in ("auto", "existing"):
-            existing = device_plugin.find_existing(apps)
-            if existing:
-                ref = device_plugin.ref_for(existing[0], installed_by_run=False)
-                self.log(f"using the existing device plugin DaemonSet {ref.namespace}/{ref.name} "
-                         f"({ref.image}); it will not be removed")
-                return ref
-            if mode == "existing":
-                self.log("no NVIDIA device plugin DaemonSet found (--plugin existing)")
-                return None
-        objects = device_plugin.load_manifest(self.settings.plugin_manifest)
+        objects = device_plugin.load_manifest(self.settings.plugin_manifest) \
+            if mode != "existing" else []
         self.backend.adapt_plugin(objects)
-        return self._install(api, objects)
+        digest = coordination.manifest_digest(objects)
+        found = device_plugin.find_existing(apps)
+        theirs = [d for d in found if not coordination.is_managed(d)]
+        if mode in ("auto", "existing") and theirs:
+            ref = device_plugin.ref_for(theirs[0], installed_by_run=False)
+            self.log(f"using the existing device plugin DaemonSet {ref.namespace}/{ref.name} "
+                     f"({ref.image}); it will not be removed")
+            return ref
+        shared = [d for d in found if coordination.is_managed(d)
+                  and (mode == "existing" or _annotation(d, coordination.MANIFEST_ANNOTATION)
+                       == digest)]
+        for ds in shared:
+            joined = self._join(api, SharedPlugin(ds.metadata.namespace, ds.metadata.name), ds)
+            if joined is not None:
+                return joined
+        if mode == "existing":
+            self.log("no NVIDIA device plugin DaemonSet found (--plugin existing)")
+            return None
+        return self._install(api, objects, digest)
 
-    def _install(self, api: client.ApiClient, objects: list[dict[str, Any]]) -> device_plugin.PluginRef:
+    def _join(self, api: client.ApiClient, plugin: SharedPlugin, ds: Any
+              ) -> device_plugin.PluginRef | None:
+        self.cleanups.push(f"leave the shared device plugin {plugin.namespace}/{plugin.name}",
+                           lambda: coordination.leave(api, plugin, self.run_id, self.log))
+        if not coordination.join(api, plugin, self.run_id):
+            self.cleanups.entries.pop()
+            return None
+        self.log(f"sharing the device plugin DaemonSet {plugin.namespace}/{plugin.name} that "
+                 "another gpu-conformance run installed; the last run to finish removes it")
+        return device_plugin.ref_for(ds, installed_by_run=True)
+
+    def _install(self, api: client.ApiClient, objects: list[dict[str, Any]], digest: str
+                 ) -> device_plugin.PluginRef:
         store = Objects(api)
+        ds = device_plugin.daemonset_of(objects)
+        plugin = SharedPlugin(ds["metadata"].get("namespace", "default"), ds["metadata"]["name"])
+        # armed before the first create: leaving as the last user deletes what is created here
+        self.cleanups.push(f"remove the device plugin {plugin.namespace}/{plugin.name}",
+                           lambda: self._leave_and_track(api, plugin),
+                           f"kubectl delete daemonset {plugin.name} -n {plugin.namespace}")
         for obj in objects:
             meta = obj.setdefault("metadata", {})
-            if obj["kind"] == "Namespace":
-                try:
-                    store.get(obj)
-                    continue  # a namespace the cluster already had is never deleted
-                except Exception as exc:
-                    if not is_not_found(exc):
-                        raise
-            meta.setdefault("labels", {})[RUN_LABEL] = self.run_id
-            self.cleanups.push(f"delete {describe(obj)}", _deleter(store, obj), kubectl_delete(obj))
+            meta.setdefault("labels", {})[MANAGED_LABEL] = MANAGED_VALUE
+            if obj is ds:
+                meta.setdefault("annotations", {}).update({
+                    coordination.USERS_ANNOTATION: self.run_id,
+                    coordination.MANIFEST_ANNOTATION: digest})
             try:
                 store.create(obj)
             except Exception as exc:
-                self.cleanups.entries.pop()
-                if is_conflict(exc):
-                    raise UsageError(
-                        f"{describe(obj)} already exists and was not created by this run",
-                        hint="use --plugin existing, or remove it first") from None
-                raise
+                if not is_conflict(exc):
+                    raise
+                existing: Any = store.get(obj)
+                if obj["kind"] == "Namespace":
+                    if existing.metadata.deletion_timestamp is None:
+                        continue  # ours (shared) or the cluster's; never deleted if not ours
+                    self._await_gone(api, obj["metadata"]["name"])  # a run before us removed it
+                    store.create(obj)
+                    self.log(f"created {describe(obj)}")
+                    continue
+                # another run installed it a moment ago: share it
+                if obj is ds and coordination.is_managed(existing) and coordination.join(
+                        api, plugin, self.run_id):
+                    self.log(f"sharing the device plugin DaemonSet {describe(obj)} another "
+                             "gpu-conformance run installed a moment ago")
+                    continue
+                raise UsageError(
+                    f"{describe(obj)} already exists and was not created by gpu-conformance",
+                    hint="use --plugin existing, or remove it first") from None
             self.log(f"created {describe(obj)}")
-        ds = device_plugin.daemonset_of(objects)
         image = ds["spec"]["template"]["spec"]["containers"][0].get("image", "")
-        return device_plugin.PluginRef(ds["metadata"].get("namespace", "default"),
-                                       ds["metadata"]["name"], image, True)
+        return device_plugin.PluginRef(plugin.namespace, plugin.name, image, True)
+
+    def _await_gone(self, api: client.ApiClient, name: str) -> None:
+        def gone(items: list[Any]) -> Verdict:
+            return Verdict(not items, f"namespace {name} still terminating")
+
+        wait_for(f"namespace {name} (being deleted) gone", client.CoreV1Api(api).list_namespace,
+                 gone, timeout=self.settings.timeouts["namespace-delete"],
+                 timeout_name="namespace-delete", progress=self.log,
+                 field_selector=f"metadata.name={name}")
+
+    def _leave_and_track(self, api: client.ApiClient, plugin: SharedPlugin) -> None:
+        coordination.leave(api, plugin, self.run_id, self.log)
+        try:
+            ns = call(client.CoreV1Api(api).read_namespace, plugin.namespace)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+            return
+        if ns.metadata and ns.metadata.deletion_timestamp is not None:
+            self._deleted.append(plugin.namespace)
 
     def _properties(self, api: client.ApiClient, handle: ClusterHandle, version: str,
                     plugin: device_plugin.PluginRef | None) -> dict[str, str]:
@@ -165,8 +283,20 @@ class RunContext:
         return props
 
 
-def _deleter(store: Objects, obj: dict[str, Any]) -> Callable[[], None]:
-    return lambda: store.delete(obj)
+def aliases(named: list[str], found: list[str]) -> dict[str, list[str]]:
+    """Names given before the nodes existed, mapped in order onto the nodes found that no
+    name matched; the last alias also takes any nodes left over, so none goes unchecked."""
+    placeholders = [n for n in named if n not in found]
+    unmatched = [n for n in found if n not in named]
+    mapping: dict[str, list[str]] = {}
+    for i, alias in enumerate(placeholders):
+        last = i == len(placeholders) - 1
+        mapping[alias] = unmatched[i:] if last else unmatched[i:i + 1]
+    return mapping
+
+
+def _annotation(obj: Any, key: str) -> str | None:
+    return ((getattr(obj.metadata, "annotations", None) or {}).get(key))
 
 
 __all__ = ["RunContext", "RunInfo", "Traits", "new_run_id"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_conformance import options, workloads
+from gpu_conformance import gpus, options, workloads
 from gpu_conformance.errors import UsageError
 from gpu_conformance.options import Values
 from gpu_conformance.timeouts import Timeouts, parse_overrides
@@ -43,6 +43,10 @@ class Settings:
     plugin_mode: str
     plugin_manifest: str
     workloads: tuple[str, ...]
+    #: how many GPU nodes each profile runs on: None for all
+    workload_nodes: int | None
+    busy: str
+    report_dir: Path
     expect_gpu: str | None
     min_accuracy: float | None
     timeouts: Timeouts
@@ -70,10 +74,23 @@ class Settings:
             except re.error as exc:
                 raise UsageError(f"{v.source('gpu_expect')} {v['gpu_expect']!r} is not a valid "
                                  f"regular expression: {exc}") from None
+        if v["gpu_product"]:
+            try:
+                gpus.resolve_product(v["gpu_product"])
+            except UsageError as exc:
+                raise UsageError(f"{v.source('gpu_product')}: {exc}") from None
         run_id = v["gpu_run_id"]
         if run_id is not None and not _RUN_ID.fullmatch(run_id):
             raise UsageError(f"{v.source('gpu_run_id')} {run_id!r}: use 1-32 lowercase letters, "
                              "digits or '-'")
+        spread = str(v["gpu_workload_nodes"]).strip().lower()
+        if spread in ("all", "one"):
+            workload_nodes = None if spread == "all" else 1
+        elif spread.isdigit() and int(spread) >= 1:
+            workload_nodes = int(spread)
+        else:
+            raise UsageError(f"{v.source('gpu_workload_nodes')} {v['gpu_workload_nodes']!r}: "
+                             "expected all, one or a number >= 1")
         kubeconfig = v["kubeconfig"]
         return cls(
             backend=v["gpu_backend"],
@@ -85,7 +102,9 @@ class Settings:
             gpu_nodes=v["gpu_nodes"], gpus_per_node=v["gpus_per_node"],
             gpu_product=v["gpu_product"], taint_gpu_nodes=bool(v["gpu_taint_nodes"]),
             plugin_mode=v["gpu_plugin"], plugin_manifest=v["gpu_plugin_manifest"],
-            workloads=chosen, expect_gpu=v["gpu_expect"], min_accuracy=accuracy,
+            workloads=chosen, workload_nodes=workload_nodes, busy=v["gpu_busy"],
+            report_dir=Path(v["gpu_report_dir"]).expanduser(),
+            expect_gpu=v["gpu_expect"], min_accuracy=accuracy,
             timeouts=Timeouts(parse_overrides(v["gpu_timeouts"] or [],
                                               v.source("gpu_timeouts"))),
             values=v,

@@ -38,8 +38,12 @@ _DEFAULTS: tuple[Timeout, ...] = (
             "training 500 steps took about 4 minutes on a K80 node"),
     Timeout("unschedulable-grace", 30, "a pod the scheduler has rejected this long with no "
             "autoscaler activity will not be placed"),
+    Timeout("namespace-ready", 60, "the service account controller gives a new namespace its "
+            "default ServiceAccount within a second; no pod can be created there before"),
     Timeout("namespace-delete", 120, "namespace finalization waits for every pod to terminate"),
     Timeout("cleanup", 120, "deleting what the run created must not hang a CI job"),
+    Timeout("api-probe", 5, "the first contact with a cluster: a reachable API server answers "
+            "/version in milliseconds; 5 s of retries tell a dead or silent one from a hiccup"),
     # one API request
     Timeout("api-connect", 10, "a TCP connect to a reachable API server takes milliseconds; "
             "10 s covers a congested VPN", "request"),

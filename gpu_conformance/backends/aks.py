@@ -42,6 +42,12 @@ class AksBackend(BaseBackend):
 
         return json.dumps(plan(self.settings), indent=2)
 
+    def peek_gpu_nodes(self, touch_cluster: bool) -> list[str] | None:
+        """AKS names VMSS nodes when they boot: a new pool's are stand-ins, one per node."""
+        if self.settings.existing:
+            return None
+        return [f"gpu-node-{i}" for i in range(1, self.settings.node_count + 1)]
+
     def up(self, log: Log) -> ClusterHandle:
         from gpu_conformance.aks.provision import AksProvisioner
 

@@ -55,6 +55,12 @@ class ClusterBackend(Protocol):
         """Text to print instead of running (a dry run's plan), or None to run."""
         ...
 
+    def peek_gpu_nodes(self, touch_cluster: bool) -> list[str] | None:
+        """The GPU node names the run will find, known before ``up`` (to name per-node tests):
+        predicted from what the backend will create, or read from an existing cluster when
+        ``touch_cluster`` allows a read-only look; None when they cannot be known yet."""
+        ...
+
     def up(self, log: Log) -> ClusterHandle:
         """Make the cluster reachable; raise a GpuConformanceError with one clear line if not."""
         ...
@@ -81,8 +87,31 @@ class BaseBackend:
     def preflight(self) -> str | None:
         return None
 
+    def peek_gpu_nodes(self, touch_cluster: bool) -> list[str] | None:
+        return None
+
     def adapt_plugin(self, objects: list[dict[str, Any]]) -> None:
         return None
 
     def adapt_job(self, profile: WorkloadProfile, job: dict[str, Any]) -> None:
         return None
+
+
+def read_gpu_node_names(kubeconfig: Path | None, context: str | None) -> list[str] | None:
+    """A read-only look at an existing cluster's GPU nodes; None when it cannot be had quickly."""
+    from kubernetes import client
+
+    from gpu_conformance.gpu_nodes import find_gpu_nodes
+    from gpu_conformance.kube import new_api_client
+
+    try:
+        api = new_api_client(kubeconfig, context)
+    except Exception:
+        return None
+    try:  # one attempt, no retries: a name for tests is not worth a wait
+        nodes = client.CoreV1Api(api).list_node(_request_timeout=(3, 10)).items
+        return [n.name for n in find_gpu_nodes(nodes)]
+    except Exception:
+        return None
+    finally:
+        api.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from gpu_conformance.backends.base import BaseBackend, ClusterHandle, Traits
+from gpu_conformance.backends.base import BaseBackend, ClusterHandle, Traits, read_gpu_node_names
 from gpu_conformance.log import Log
 from gpu_conformance.offline import DEFAULT_NAME, OfflineCluster, OfflineClusterSpec, sweep_orphans
 from gpu_conformance.settings import Settings
@@ -34,6 +34,12 @@ class KwokBackend(BaseBackend):
             expected_gpu=sku.device_name,
             properties={"simulated_vm_size": sku.vm_size, "simulated": "true"},
         )
+
+    def peek_gpu_nodes(self, touch_cluster: bool) -> list[str] | None:
+        """A fresh cluster's GPU nodes are named by the spec; a kept one's are read from it."""
+        if self.cluster.exists():
+            return read_gpu_node_names(self.cluster.kubeconfig, None) if touch_cluster else None
+        return self.cluster.spec.gpu_node_names()
 
     def down(self, log: Log, *, keep: bool) -> None:
         """Remove the cluster this run started, unless kept; a reused one is never removed."""

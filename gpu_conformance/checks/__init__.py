@@ -13,9 +13,11 @@ class Outcome:
 
     ok: bool
     message: str = ""
+    #: not a verdict on the cluster (e.g. a node busy with other work under --busy skip)
+    skip: bool = False
 
     def __repr__(self) -> str:  # short: pytest shows it next to a failed assert
-        return f"Outcome({'passed' if self.ok else 'failed'})"
+        return f"Outcome({'skipped' if self.skip else 'passed' if self.ok else 'failed'})"
 
     @classmethod
     def from_problems(cls, problems: list[str], prefix: str = "") -> Outcome:

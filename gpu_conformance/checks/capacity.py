@@ -93,16 +93,25 @@ def observe(api: client.ApiClient, names: Sequence[str], timeouts: Timeouts,
     return snapshot
 
 
-def check(snapshot: Snapshot, name: str) -> Outcome:
-    """One GPU node's verdict from the run's snapshot."""
-    if name == NOT_STARTED:
+def check(snapshot: Snapshot, name: str, nodes: Sequence[str] | None = None) -> Outcome:
+    """The verdict of the per-node test ``name``, which stands for ``nodes`` (default: itself)
+    and is judged from the run's snapshot."""
+    if name == NOT_STARTED and nodes is None:
         return Outcome(False, "no cluster: GPU nodes are discovered when the run starts")
-    if name == NO_GPU_NODE:
+    targets = [name] if nodes is None else list(nodes)
+    if name == NO_GPU_NODE or (not targets and not snapshot.nodes):
         return Outcome(False, (
             f"no GPU node found among {snapshot.total_nodes} node(s): none has a GPU label "
             f"(accelerator, {gpus.AKS_ACCELERATOR_LABEL}, {gpus.PRESENT_LABEL}), a known GPU VM "
             f"size, or {gpus.GPU_RESOURCE} capacity"))
-    node = snapshot.nodes.get(name)
-    if node is None:
-        return Outcome(False, f"node {name} is gone (it was a GPU node when the run started)")
-    return Outcome.from_problems(judge(node))
+    if not targets:
+        return Outcome(False, f"{name} stands for a GPU node the cluster does not have: it has "
+                              f"{len(snapshot.nodes)} ({', '.join(sorted(snapshot.nodes))})")
+    problems = []
+    for target in targets:
+        node = snapshot.nodes.get(target)
+        if node is None:
+            problems.append(f"node {target} is gone (it was a GPU node when the run started)")
+        else:
+            problems += judge(node)
+    return Outcome.from_problems(problems)

@@ -19,6 +19,7 @@ from gpu_conformance.workloads.base import LogReport
 
 if TYPE_CHECKING:  # the judge runs on GPU hosts without the Kubernetes client
     from gpu_conformance.checks.workload import WorkloadResult
+    from gpu_conformance.settings import Settings
 
 
 def expected(node_labels: Mapping[str, str] | None, override: str | None,
@@ -53,9 +54,11 @@ def judge(report: LogReport, expected_gpu: ExpectedGpu, min_accuracy: float | No
     return problems
 
 
-def check(result: WorkloadResult, override: str | None, backend_device: str | None,
-          min_accuracy: float | None) -> Outcome:
-    """The device verdict of one workload run."""
+def check(result: WorkloadResult, settings: Settings, backend_device: str | None) -> Outcome:
+    """The device verdict of one workload run (a busy node: as --busy says)."""
+    override, min_accuracy = settings.expect_gpu, settings.min_accuracy
+    if result.busy:
+        return result.verdict(settings.busy)
     if not result.report:
         return Outcome(False, f"no log to judge: {result.failure or 'the Job produced no pod'}")
     profile = result.profile

@@ -1,14 +1,20 @@
-"""Workload: a GPU Job (limit nvidia.com/gpu, GPU taints tolerated) completes 1/1.
+"""Workload: a GPU Job (limit nvidia.com/gpu, GPU taints tolerated) completes 1/1 on every
+GPU node it is pointed at.
 
-Observation: the Job and its pods, with how long each pod has been unschedulable. Judge: done
-at completions 1/1; final at once on a failed Job, a pod that cannot start (image pull, crash
-loop, bad config) or one the scheduler has rejected for longer than the unschedulable grace.
-Wait: list+watch of the Job, re-looking every 2 s (unschedulable time grows without events).
-The Job runs once per profile and run; the log is read once and judged by the device check.
+Observation: each (node, profile) Job and its pods, with how long each pod has been
+unschedulable, and who holds the node's GPUs. Judge: done at completions 1/1; final at once
+on a failed Job, a pod that cannot start (image pull, crash loop, bad config) or one the
+scheduler has rejected for longer than the unschedulable grace. A node whose GPUs are all held
+by other pods is *busy*: a distinct outcome, never a silent pass (``--busy fail|skip``).
+Wait: list+watch of each Job, re-looking every 2 s (unschedulable time grows without events).
+All Jobs of a process are created together, so they run in parallel on the cluster; each is
+waited for, bounded by job-complete, when its test asks. The log is read once and judged by
+the device check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +22,11 @@ from typing import Any
 
 from kubernetes import client
 
+from gpu_conformance import gpus
 from gpu_conformance.checks import Outcome
+from gpu_conformance.diagnostics import gpu_holders
 from gpu_conformance.errors import FinalStateError, WaitTimeout, one_line
+from gpu_conformance.gpu_nodes import quantity
 from gpu_conformance.kube import call
 from gpu_conformance.log import Log
 from gpu_conformance.objects import RUN_LABEL, Objects
@@ -33,6 +42,7 @@ FINAL_WAITING_REASONS = frozenset({
 })
 RECHECK_SECONDS = 2
 LOG_READ_TIMEOUT = 30
+BUSY_POLICIES = ("fail", "skip")
 
 #: a backend's hook that adapts a profile's Job before it is created (kind's stand-ins)
 AdaptJob = Callable[[WorkloadProfile, dict[str, Any]], None]
@@ -96,6 +106,8 @@ def judge(obs: JobObservation) -> Verdict:
 class WorkloadResult:
     profile: WorkloadProfile
     job_name: str
+    #: the GPU node the Job was pinned to (None: anywhere the scheduler chose)
+    target: str | None = None
     completed: bool = False
     failure: str = ""
     pod_name: str | None = None
@@ -103,53 +115,176 @@ class WorkloadResult:
     node_labels: dict[str, str] = field(default_factory=dict)
     log: str = ""
     report: LogReport | None = None
+    #: every GPU of the node was held by other pods: not a verdict on the node
+    busy: bool = False
+    holders: list[str] = field(default_factory=list)
 
     @property
     def outcome(self) -> Outcome:
         return Outcome(self.completed, self.failure)
 
+    def verdict(self, busy_policy: str) -> Outcome:
+        """The workload suite's outcome; a busy node fails or skips as ``--busy`` says."""
+        if self.busy:
+            return Outcome(False, self.failure, skip=busy_policy == "skip")
+        return self.outcome
+
+
+def job_name(profile: WorkloadProfile, node: str | None) -> str:
+    """``gpu-<profile>[-<node>]``, kept a valid label value (<= 63) with a hash when cut."""
+    name = f"gpu-{profile.name}" + (f"-{node}" if node else "")
+    if len(name) <= 63:
+        return name.rstrip("-.")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[:56].rstrip('-.')}-{digest}"
+
+
+def pin_to_node(job: dict[str, Any], node: str) -> None:
+    """Required node affinity on the node's name, as the DaemonSet controller pins its pods:
+    still scheduled (resources and taints are checked), independent of node labels."""
+    spec = job["spec"]["template"]["spec"]
+    spec.pop("nodeSelector", None)
+    spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchFields": [
+            {"key": "metadata.name", "operator": "In", "values": [node]}]}]}}}
+
+
+@dataclass(frozen=True)
+class NodeGpus:
+    """Who holds a node's GPUs, seen from one of this process's Jobs."""
+
+    #: every allocatable GPU is held by pods that are not gpu-conformance's: not our verdict
+    busy: bool
+    #: every GPU is held, some by other gpu-conformance workloads: ours runs when they end
+    queued: bool
+    holders: list[str]
+
+
+def node_gpus(api: client.ApiClient, node: str, own_namespace: str) -> NodeGpus:
+    core = client.CoreV1Api(api)
+    status = call(core.read_node, node).status
+    allocatable = quantity((getattr(status, "allocatable", None) or {}).get(gpus.GPU_RESOURCE))
+    pods: list[Any] = call(core.list_pod_for_all_namespaces,
+                           field_selector=f"spec.nodeName={node},status.phase!=Succeeded,"
+                                          "status.phase!=Failed").items
+    others = [p for p in pods if p.metadata.namespace != own_namespace]
+    foreign = [p for p in others if RUN_LABEL not in (p.metadata.labels or {})]
+    held = gpu_holders(others).get(node, [])
+    used = sum(n for _, n in held)
+    foreign_used = sum(n for _, n in gpu_holders(foreign).get(node, []))
+    busy = allocatable >= 1 and foreign_used >= allocatable
+    return NodeGpus(busy, not busy and allocatable >= 1 and used >= allocatable,
+                    [f"{pod} ({n})" for pod, n in held])
+
+
+class Workloads:
+    """The Jobs of one process: created together, each awaited when its test asks."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, timeouts: Timeouts, *,
+                 run_id: str, progress: Callable[[str], Log] | None = None,
+                 adapt: AdaptJob | None = None) -> None:
+        self.api, self.namespace, self.timeouts, self.run_id = api, namespace, timeouts, run_id
+        self.progress, self.adapt = progress, adapt
+        self._store = Objects(api)
+        self._extras: set[str] = set()
+        self._jobs: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._results: dict[tuple[str, str | None], WorkloadResult] = {}
+
+    def start(self, targets: Sequence[tuple[WorkloadProfile, str | None]]) -> None:
+        """Create the Job of every (profile, node) not created yet (busy nodes get none)."""
+        for profile, node in targets:
+            key = (profile.name, node)
+            if key in self._jobs or key in self._results:
+                continue
+            if node is not None:
+                held = node_gpus(self.api, node, self.namespace)
+                if held.busy:
+                    self._results[key] = WorkloadResult(
+                        profile, job_name(profile, node), target=node, busy=True,
+                        holders=held.holders,
+                        failure=f"node {node} is busy: all its GPUs are held by other pods: "
+                                f"{', '.join(held.holders)}")
+                    continue
+            if profile.name not in self._extras:
+                for obj in profile.extra_objects(self.namespace):
+                    obj["metadata"].setdefault("labels", {})[RUN_LABEL] = self.run_id
+                    self._store.create(obj)
+                self._extras.add(profile.name)
+            job = profile.job_manifest(job_name(profile, node), self.namespace,
+                                       labels={RUN_LABEL: self.run_id})
+            if node is not None:
+                pin_to_node(job, node)
+            if self.adapt is not None:
+                self.adapt(profile, job)
+            self._store.create(job)
+            self._jobs[key] = job
+
+    def result(self, profile: WorkloadProfile, node: str | None) -> WorkloadResult:
+        """The (profile, node) Job's result, waiting for it (bounded) the first time."""
+        key = (profile.name, node)
+        if key not in self._results:
+            self.start([(profile, node)])
+        if key not in self._results:
+            self._results[key] = self._wait(profile, node, self._jobs[key])
+        return self._results[key]
+
+    def results(self) -> list[WorkloadResult]:
+        return list(self._results.values())
+
+    def _wait(self, profile: WorkloadProfile, node: str | None, job: dict[str, Any]
+              ) -> WorkloadResult:
+        core, batch = client.CoreV1Api(self.api), client.BatchV1Api(self.api)
+        name = job["metadata"]["name"]
+        result = WorkloadResult(profile, name, target=node)
+        first_unschedulable: dict[str, float] = {}
+        pods: list[Any] = []
+
+        def evaluate(jobs: list[Any]) -> Verdict:
+            nonlocal pods
+            pods = list(call(core.list_namespaced_pod, self.namespace,
+                             label_selector=f"job-name={name}").items)
+            now = time.monotonic()
+            waited: dict[str, float] = {}
+            for pod in pods:
+                if _unschedulable(pod) is not None:
+                    first = first_unschedulable.setdefault(pod.metadata.name, now)
+                    if (node is not None and now - first >= self.timeouts["unschedulable-grace"]
+                            and node_gpus(self.api, node, self.namespace).queued):
+                        # the node's GPUs are busy with other gpu-conformance Jobs (this run's
+                        # other profiles, a concurrent run): ours runs when they end
+                        first_unschedulable[pod.metadata.name] = first = now
+                    waited[pod.metadata.name] = now - first
+            return judge(JobObservation(jobs[0] if jobs else None, pods, waited,
+                                        self.timeouts["unschedulable-grace"]))
+
+        try:
+            wait_for(f"Job {self.namespace}/{name} to complete 1/1", batch.list_namespaced_job,
+                     evaluate, timeout=self.timeouts["job-complete"], timeout_name="job-complete",
+                     progress=self.progress(f"job {name}") if self.progress else None,
+                     recheck_every=RECHECK_SECONDS, namespace=self.namespace,
+                     field_selector=f"metadata.name={name}")
+            result.completed = True
+        except (WaitTimeout, FinalStateError) as exc:
+            result.failure = str(exc)
+            if node is not None and "Unschedulable" in result.failure:
+                held = node_gpus(self.api, node, self.namespace)
+                if held.busy:
+                    result.busy, result.holders = True, held.holders
+                    result.failure = (f"node {node} is busy: all its GPUs are held by other "
+                                      f"pods: {', '.join(held.holders)} ({result.failure})")
+        done = [p for p in pods if p.status and p.status.phase == "Succeeded"] or pods
+        if done:
+            _read_log(core, done[0], self.namespace, job, result)
+        return result
+
 
 def run(profile: WorkloadProfile, namespace: str, api: client.ApiClient, timeouts: Timeouts, *,
-        run_id: str, progress: Log | None = None, adapt: AdaptJob | None = None) -> WorkloadResult:
-    """Create the profile's Job, wait (bounded) for 1/1 or a final failure, read its log."""
-    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
-    name = f"gpu-{profile.name}"
-    result = WorkloadResult(profile, name)
-    store = Objects(api)
-    for obj in profile.extra_objects(namespace):
-        obj["metadata"].setdefault("labels", {})[RUN_LABEL] = run_id
-        store.create(obj)
-    job = profile.job_manifest(name, namespace, labels={RUN_LABEL: run_id})
-    if adapt is not None:
-        adapt(profile, job)
-    store.create(job)
-    first_unschedulable: dict[str, float] = {}
-    pods: list[Any] = []
-
-    def evaluate(jobs: list[Any]) -> Verdict:
-        nonlocal pods
-        pods = list(call(core.list_namespaced_pod, namespace, label_selector=f"job-name={name}").items)
-        now = time.monotonic()
-        waited: dict[str, float] = {}
-        for pod in pods:
-            if _unschedulable(pod) is not None:
-                first_unschedulable.setdefault(pod.metadata.name, now)
-                waited[pod.metadata.name] = now - first_unschedulable[pod.metadata.name]
-        return judge(JobObservation(jobs[0] if jobs else None, pods, waited,
-                                    timeouts["unschedulable-grace"]))
-
-    try:
-        wait_for(f"Job {namespace}/{name} to complete 1/1", batch.list_namespaced_job, evaluate,
-                 timeout=timeouts["job-complete"], timeout_name="job-complete",
-                 progress=progress, recheck_every=RECHECK_SECONDS, namespace=namespace,
-                 field_selector=f"metadata.name={name}")
-        result.completed = True
-    except (WaitTimeout, FinalStateError) as exc:
-        result.failure = str(exc)
-    done = [p for p in pods if p.status and p.status.phase == "Succeeded"] or pods
-    if done:
-        _read_log(core, done[0], namespace, job, result)
-    return result
+        run_id: str, progress: Log | None = None, adapt: AdaptJob | None = None,
+        node: str | None = None) -> WorkloadResult:
+    """One profile's Job (on ``node``, if given): create it, wait, read its log."""
+    batch = Workloads(api, namespace, timeouts, run_id=run_id,
+                      progress=(lambda _topic: progress) if progress else None, adapt=adapt)
+    return batch.result(profile, node)
 
 
 def _read_log(core: client.CoreV1Api, pod: Any, namespace: str, job: dict[str, Any],

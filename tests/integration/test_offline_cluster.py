@@ -70,7 +70,7 @@ def test_cluster_up_cli_nodes_version_and_down_leaves_nothing(kubectl: Callable[
              and ") Z " not in Path(f"/proc/{pid}/stat").read_text()]
     assert alive == []
     status = cli("cluster", "status", "--name", name)
-    assert status.returncode == 1 and json.loads(status.stdout)["exists"] is False
+    assert status.returncode == 6 and json.loads(status.stdout)["exists"] is False
 
 
 def test_seed_manifests_unchanged_roll_out_and_complete(offline_cluster: OfflineCluster,
@@ -126,7 +126,7 @@ def test_pod_asking_for_too_many_gpus_stays_pending(offline_cluster: OfflineClus
 
 def test_name_taken_and_port_in_use_are_one_line_errors(offline_cluster: OfflineCluster) -> None:
     taken = cli("cluster", "up", "--name", offline_cluster.spec.name)
-    assert taken.returncode == 1
+    assert taken.returncode == 4  # a usage error: the name is the user's choice
     assert taken.stderr.strip().splitlines() == [
         f"gpu-conformance: error: an offline cluster named {offline_cluster.spec.name!r} already "
         f"exists (use it, or remove it: gpu-conformance cluster down --name "
@@ -136,7 +136,7 @@ def test_name_taken_and_port_in_use_are_one_line_errors(offline_cluster: Offline
         busy.listen()
         port = busy.getsockname()[1]
         result = cli("cluster", "up", "--name", f"it-port-{os.getpid()}", "--port", str(port))
-    assert result.returncode == 1
+    assert result.returncode == 6  # the machine cannot give the cluster what it needs
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"port {port} on 127.0.0.1 is already in use" in lines[0]
     assert "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""The gpu-conformance command: bad input is one clear line and exit status 2, never a traceback."""
+"""The gpu-conformance command: bad input is one clear line and exit status 4, never a traceback."""
 
 from __future__ import annotations
 
@@ -55,13 +55,13 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 ])
 def test_cluster_up_bad_input(args: list[str], message: str, tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["cluster", "up", "--name", "bad-input", *args]) == 2
+    assert cli.main(["cluster", "up", "--name", "bad-input", *args]) == 4
     assert one_error_line(capsys) == message
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_cluster_up_non_number_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["cluster", "up", "--gpu-nodes", "abc"]) == 2
+    assert cli.main(["cluster", "up", "--gpu-nodes", "abc"]) == 4
     assert one_error_line(capsys) == ("gpu-conformance cluster up: argument --gpu-nodes: expected a whole "
                                       "number, got 'abc' (see --help)")
 
@@ -77,7 +77,7 @@ def busy_port() -> Iterator[int]:
 
 def test_cluster_up_port_in_use_before_binaries(busy_port: int, clusters: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["cluster", "up", "--name", "busy", "--port", str(busy_port)]) == 1
+    assert cli.main(["cluster", "up", "--name", "busy", "--port", str(busy_port)]) == 6
     assert one_error_line(capsys) == (f"port {busy_port} on 127.0.0.1 is already in use "
                                       "(pick another with --port, or leave it out)")
     assert not (clusters / "busy").exists()
@@ -85,7 +85,7 @@ def test_cluster_up_port_in_use_before_binaries(busy_port: int, clusters: Path,
 
 def test_cluster_up_existing_cluster(clusters: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (clusters / "taken").mkdir(parents=True)
-    assert cli.main(["cluster", "up", "--name", "taken"]) == 1
+    assert cli.main(["cluster", "up", "--name", "taken"]) == 4
     assert one_error_line(capsys) == (
         "an offline cluster named 'taken' already exists (use it, or remove it: "
         "gpu-conformance cluster down --name taken)")
@@ -107,7 +107,7 @@ def test_cluster_down_removes_leftover_files(clusters: Path, capsys: pytest.Capt
 
 
 def test_cluster_status_absent(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["cluster", "status", "--name", "x"]) == 1
+    assert cli.main(["cluster", "status", "--name", "x"]) == 6
     out, err = capsys.readouterr()
     assert err == ""
     assert json.loads(out) == {
@@ -125,13 +125,13 @@ def test_cluster_status_present_reads_spec(clusters: Path, capsys: pytest.Captur
     assert (info["exists"], info["gpu_nodes"], info["vm_size"]) == (True, 3, "Standard_NC6s_v3")
 
 
-def test_interrupt_is_one_line_and_130(monkeypatch: pytest.MonkeyPatch,
+def test_interrupt_is_one_line_and_2(monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     def interrupted(self: offline.OfflineCluster) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(offline.OfflineCluster, "status", interrupted)
-    assert cli.main(["cluster", "status", "--name", "interrupted"]) == 130
+    assert cli.main(["cluster", "status", "--name", "interrupted"]) == 2
     assert capsys.readouterr().err == "gpu-conformance: interrupted\n"
 
 
@@ -141,6 +141,6 @@ def test_unexpected_error_is_one_line_without_traceback(monkeypatch: pytest.Monk
         raise RuntimeError("boom\n  at line 2")
 
     monkeypatch.setattr(offline.OfflineCluster, "status", broken)
-    assert cli.main(["cluster", "status", "--name", "broken"]) == 70
-    assert capsys.readouterr().err == ("gpu-conformance: internal error: RuntimeError: boom at line 2 "
+    assert cli.main(["cluster", "status", "--name", "broken"]) == 3
+    assert capsys.readouterr().err == ("gpu-conformance: internal error: RuntimeError: boom "
                                        "(GPU_CONFORMANCE_DEBUG=1 shows the traceback)\n")

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-CONFTEST = """
-from gpu_conformance import options
-
-def pytest_addoption(parser):
-    options.add_options(parser)
-"""
-
 SHOW = """
-from gpu_conformance import backends
-from gpu_conformance.settings import Settings
+import pytest
+from gpu_conformance import pytest_plugin
 
-def test_show(request):
-    backend = backends.create(Settings.from_config(request.config), "r1")
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    context = config.stash.get(pytest_plugin.CONTEXT_KEY, None)
+    if context is None:
+        return
+    backend = context.backend
     s = backend.settings
     print()
     print("NAME", backend.name, s.cluster_name, s.keep, s.node_image, s.kind_bin)
@@ -27,13 +24,13 @@ def test_show(request):
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_show=SHOW)
+    pytester.makeconftest(SHOW)
+    pytester.makepyfile("def test_never_runs():\n    raise AssertionError\n")
     return pytester
 
 
 def test_help_lists_kind_options_beside_pytest_kind(project: pytest.Pytester) -> None:
-    result = project.runpytest_inprocess("--help")
+    result = project.runpytest_subprocess("--help")
     assert result.ret == 0
     for option in ("--kind-gpu-plugin-image=", "--kind-gpu-workload-image=",
                    "--kind-gpu-keeper-seconds=", "--kind-load-image=",
@@ -42,8 +39,8 @@ def test_help_lists_kind_options_beside_pytest_kind(project: pytest.Pytester) ->
 
 
 def test_defaults(project: pytest.Pytester) -> None:
-    result = project.runpytest_inprocess("-s", "--backend", "kind")
-    result.assert_outcomes(passed=1)
+    result = project.runpytest_subprocess("-s", "--co", "--backend", "kind")
+    assert result.ret == 0
     result.stdout.fnmatch_lines([
         "NAME kind gpu-conformance False None None",
         "GPUS 2 1 Standard_NC4as_T4_v3 False",
@@ -52,14 +49,14 @@ def test_defaults(project: pytest.Pytester) -> None:
 
 
 def test_shared_pytest_kind_and_kind_options(project: pytest.Pytester) -> None:
-    result = project.runpytest_inprocess(
-        "-s", "--backend", "kind", "--cluster-name", "ci", "--keep-cluster",
+    result = project.runpytest_subprocess(
+        "-s", "--co", "--backend", "kind", "--cluster-name", "ci", "--keep-cluster",
         "--kind-image", "kindest/node:v1.31.0", "--kind-bin", "/usr/local/bin/kind",
         "--gpu-nodes", "3", "--gpus-per-node", "2", "--gpu-product", "NVIDIA H100 NVL",
         "--taint-gpu-nodes", "--kind-gpu-plugin-image", "local/idle:1",
         "--kind-gpu-workload-image", "local/echo:1", "--kind-load-image", "local/idle:1",
         "--kind-load-image", "local/echo:1", "--kind-gpu-keeper-seconds", "0")
-    result.assert_outcomes(passed=1)
+    assert result.ret == 0
     result.stdout.fnmatch_lines([
         "NAME kind ci True kindest/node:v1.31.0 /usr/local/bin/kind",
         "GPUS 3 2 Standard_NC40ads_H100_v5 True",
@@ -69,11 +66,12 @@ def test_shared_pytest_kind_and_kind_options(project: pytest.Pytester) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--gpu-nodes", "0"], "*the kind backend needs at least 1 GPU worker*"),
-    (["--gpu-product", "Voodoo 5"], "*unknown GPU 'Voodoo 5' for the kind backend*"),
+    (["--gpu-product", "Voodoo 5"], "*--gpu-product: unknown GPU product 'Voodoo 5'; known:*"),
     (["--kind-gpu-keeper-seconds", "-1"], "*--kind-gpu-keeper-seconds must be >= 0*"),
 ])
 def test_bad_values_are_usage_errors(project: pytest.Pytester, args: list[str],
                                      message: str) -> None:
-    result = project.runpytest_inprocess("--backend", "kind", *args)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*UsageError: {message.lstrip('*')}"])
+    result = project.runpytest_subprocess("--backend", "kind", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message.lstrip('*')}"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()

@@ -17,18 +17,18 @@ PACKAGE = "gpu_conformance"
 LAYERS: dict[str, int] = {
     # data: pure, no cluster access
     "errors": 0, "log": 0, "verdict": 0, "paths": 0, "timeouts": 0, "gpus": 0, "hints": 0,
-    "options": 0, "retry": 0, "docs": 0, "workloads": 0, "nodes": 0, "gpu_nodes": 0,
+    "options": 0, "retry": 0, "workloads": 0, "nodes": 0, "gpu_nodes": 0,
     "settings": 0, "gates": 0, "sharing": 0,
     # helpers: the Kubernetes API, the offline cluster, Azure, images
     "kube": 1, "waits": 1, "objects": 1, "cleanup": 1, "diagnostics": 1, "device_plugin": 1,
     "namespaces": 1, "binaries": 1, "offline": 1, "aks": 1, "realnode": 1, "reports": 1,
-    "simulator": 1,
+    "simulator": 1, "coordination": 1, "permissions": 1,
     # the checks and the backends
     "checks": 2, "backends": 2,
     # one run
     "run": 3, "sweep": 3, "fleet": 3,
     # the entry points
-    "pytest_plugin": 4, "cli": 4,
+    "pytest_plugin": 4, "cli": 4, "__main__": 4, "docs": 4,
 }
 EXTERNAL_TOPS = ("fixtures", "suites")
 

@@ -64,10 +64,12 @@ def test_sku_from_device_name_product_label_or_vm_size(product: str, vm_size: st
     assert (sku.vm_size, sku.device_name) == (vm_size, device)
 
 
-def test_sku_unknown_product_is_simulated_on_the_default_shape() -> None:
-    sku = OfflineClusterSpec(gpu_product="NVIDIA-B200").sku()
+def test_sku_unlisted_product_only_when_asked_for_explicitly() -> None:
+    sku = OfflineClusterSpec(gpu_product="custom:NVIDIA-B200").sku()
     assert sku == gpus.GpuSku("Standard_NC4as_T4_v3", "NVIDIA B200", 1, 15360)
     assert sku.product_label == "NVIDIA-B200"
+    with pytest.raises(UsageError, match=r"^unknown GPU product 'NVIDIA-B200'; known: .*NVIDIA H200"):
+        OfflineClusterSpec(gpu_product="NVIDIA-B200").sku()
 
 
 # --- _to_cri -------------------------------------------------------------------------------------

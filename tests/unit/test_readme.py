@@ -31,3 +31,9 @@ def test_timeout_is_documented_with_its_default(name: str) -> None:
 def test_pinned_versions_are_the_documented_ones() -> None:
     for version in (binaries.KUBERNETES_VERSION, binaries.ETCD_VERSION, binaries.KWOK_VERSION):
         assert version in README
+
+
+def test_rbac_manifest_is_generated_from_the_permissions_table() -> None:
+    from gpu_conformance.permissions import rbac_manifest
+
+    assert (REPO_ROOT / docs.RBAC_FILE).read_text() == rbac_manifest(), "run `make docs`"

@@ -81,18 +81,6 @@ class KindSettings:
     keep: bool = False
 
 
-def resolve_sku(product: str | None) -> GpuSku:
-    """The GPU the fake workers claim: a VM size, a device name or a product label."""
-    if not product:
-        return _default_sku()
-    sku = gpus.sku_for_vm_size(product) or gpus.sku_for_product(product)
-    if sku is None:
-        raise UsageError(
-            f"unknown GPU {product!r} for the kind backend; give a VM size (e.g. "
-            f"{gpus.DEFAULT_VM_SIZE}), a device name (e.g. 'Tesla T4') or a product label")
-    return sku
-
-
 def _path(value: object) -> Path | None:
     return Path(str(value)).expanduser() if value else None
 
@@ -114,7 +102,7 @@ def settings_from(settings: Settings) -> KindSettings:
         kubectl_bin=_path(v["kind_kubectl_bin"]),
         gpu_nodes=settings.gpu_nodes,
         gpus_per_node=settings.gpus_per_node,
-        sku=resolve_sku(settings.gpu_product),
+        sku=gpus.resolve_product(settings.gpu_product),
         taint=settings.taint_gpu_nodes,
         images=StandInImages(plugin=v["kind_gpu_plugin_image"],
                              workload=v["kind_gpu_workload_image"]),
@@ -173,6 +161,14 @@ class KindBackend(BaseBackend):
     def _kind_command(self) -> str:
         kind = self._cluster.kind_path if self._cluster is not None else "kind"
         return f"{kind} delete cluster --name {self.settings.cluster_name}"
+
+    def peek_gpu_nodes(self, touch_cluster: bool) -> list[str] | None:
+        """kind names workers <name>-worker, <name>-worker2, ...; the first ones by name are
+        the GPU workers (a reused cluster of another shape is caught when it is up)."""
+        s = self.settings
+        names = [f"{s.cluster_name}-worker" + (str(i) if i > 1 else "")
+                 for i in range(1, s.gpu_nodes + 1)]
+        return sorted(names)
 
     # --- hooks: the stand-ins ---------------------------------------------------------------
     def adapt_plugin(self, objects: list[dict[str, Any]]) -> None:
