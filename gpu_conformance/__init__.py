@@ -1,4 +1,8 @@
-"""gpu-conformance: evidence that a Kubernetes cluster really runs GPU workloads."""
+"""gpu-conformance: evidence that a Kubernetes cluster really runs GPU workloads.
+
+PYTEST_DONT_REWRITE: the package is a pytest plugin (pytest11) that ``gpu-conformance run``
+has imported before pytest starts; its asserts are not test assertions.
+"""
 
 from __future__ import annotations
 

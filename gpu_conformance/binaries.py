@@ -123,14 +123,19 @@ def find(program: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
+def machine_lock(name: str) -> Iterator[None]:
+    """One holder at a time on this machine (builds into the cache, cluster creation)."""
     cache_dir().mkdir(parents=True, exist_ok=True)
-    with open(cache_dir() / ".build.lock", "w") as handle:
+    with open(cache_dir() / f".{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_lock() -> contextlib.AbstractContextManager[None]:
+    return machine_lock("build")
 
 
 def _go() -> str:

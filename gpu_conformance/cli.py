@@ -40,9 +40,15 @@ def _cluster_down(args: argparse.Namespace) -> int:
 
 
 def _cluster_status(args: argparse.Namespace) -> int:
-    info = OfflineCluster(OfflineClusterSpec(name=args.name)).status()
+    """JSON on stdout; a broken cluster (a process not running) also one line on stderr."""
+    cluster = OfflineCluster(OfflineClusterSpec(name=args.name))
+    info = cluster.status()
     print(json.dumps(info, indent=2))
-    return 0 if info["exists"] else int(ExitCode.CLUSTER_UNAVAILABLE)
+    broken = cluster.broken()
+    if broken:
+        _err(f"gpu-conformance: error: cluster {args.name!r} is broken: {', '.join(broken)} not "
+             f"running (remove it: gpu-conformance cluster down --name {args.name})")
+    return 0 if info["exists"] and not broken else int(ExitCode.CLUSTER_UNAVAILABLE)
 
 
 def _cluster_list(args: argparse.Namespace) -> int:

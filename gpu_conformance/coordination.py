@@ -121,7 +121,10 @@ class RunLease:
             while not self._stop.wait(RENEW_SECONDS):
                 try:
                     self.renew()
-                except Exception as exc:  # the next round tries again; expiry is 4 rounds away
+                except Exception as exc:
+                    if is_not_found(exc):
+                        return  # the run's namespace is being deleted: the run is ending
+                    # the next round tries again; expiry is 4 rounds away
                     self.log(f"run lease: renewal failed ({one_line(exc)})")
 
         self._thread = threading.Thread(target=loop, name="gpu-conformance-lease", daemon=True)

@@ -135,7 +135,8 @@ def call(fn: Callable[..., T], *args: Any, deadline: float | None = None,
                         attempts=RETRY_ATTEMPTS, wait=exponential(0.5, 4), action=_operation(fn),
                         log=log, deadline=deadline)
     except ApiException as exc:
-        if exc.status in (401, 403):
+        # a namespace being deleted also answers 403: that is no missing right
+        if exc.status == 401 or (exc.status == 403 and "being terminated" not in (exc.body or "")):
             raise access_error(exc, _operation(fn)) from None
         raise
 

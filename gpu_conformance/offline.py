@@ -81,6 +81,11 @@ class OfflineClusterSpec:
             raise UsageError(f"--port must be between 1 and 65535, got {self.port}")
 
 
+#: what kwokctl starts (its pid files are named after them)
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+              "kwok-controller")
+
+
 def gpu_node_name(index: int) -> str:
     """GPU nodes are named like an AKS pool's: aks-gpu-00000000, aks-gpu-00000001, ..."""
     return f"aks-gpu-{index:08d}"
@@ -182,13 +187,21 @@ class OfflineCluster:
         self.dir.mkdir(parents=True)
         try:
             config_file = self._write_config(paths, sku)
-            self._kwokctl(paths, "create", "cluster", "--name", self.spec.name,
-                          "--config", str(config_file), "--kubeconfig", "",
-                          "--kube-apiserver-port", str(port),
-                          "--wait", f"{self.spec.timeouts['api-ready']:g}s",
-                          "--extra-args", "kube-apiserver=advertise-address=127.0.0.1",
-                          timeout=self.spec.timeouts["api-ready"] + self.spec.timeouts["kwokctl"],
-                          log=log)
+            # kwokctl picks etcd's and the controllers' ports by scanning down from 32765 in
+            # each process: two clusters created at once would share one etcd
+            with binaries.machine_lock("kwokctl-create"):
+                self._kwokctl(paths, "create", "cluster", "--name", self.spec.name,
+                              "--config", str(config_file), "--kubeconfig", "",
+                              "--kube-apiserver-port", str(port),
+                              "--wait", f"{self.spec.timeouts['api-ready']:g}s",
+                              "--extra-args", "kube-apiserver=advertise-address=127.0.0.1",
+                              # one instance each: losing a lease to an API server restart
+                              # must not make them exit (with leader election they do)
+                              "--extra-args", "kube-controller-manager=leader-elect=false",
+                              "--extra-args", "kube-scheduler=leader-elect=false",
+                              timeout=self.spec.timeouts["api-ready"]
+                              + self.spec.timeouts["kwokctl"], log=log)
+            self._protect_secrets()
             log(f"control plane up on https://127.0.0.1:{port} "
                 f"({time.monotonic() - started:.1f}s)")
             self._create_nodes(sku, log)
@@ -200,6 +213,16 @@ class OfflineCluster:
             f"1 system node, {self.spec.gpu_nodes} GPU node(s) x {self.spec.gpus_per_node} "
             f"{sku.device_name} ({sku.vm_size})")
         return self.kubeconfig
+
+    def _protect_secrets(self) -> None:
+        """Private keys and the kubeconfig readable by their owner alone (kwokctl leaves the
+        keys world-readable)."""
+        for path in [*(self.kwok_dir / "pki").glob("*.key"), self.kubeconfig]:
+            if path.is_file():
+                path.chmod(0o600)
+        for folder in (state_dir(), kwok_workdir(), self.kwok_dir, self.dir):
+            if folder.is_dir():
+                folder.chmod(0o700)
 
     def _port(self) -> int:
         if self.spec.port is None:
@@ -354,10 +377,52 @@ class OfflineCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    # --- status ---------------------------------------------------------------------------
+    # --- status and supervision -----------------------------------------------------------
+    def components(self) -> dict[str, bool]:
+        """Each process kwokctl started, and whether it still runs."""
+        found: dict[str, bool] = {}
+        folder = self.kwok_dir / "pids"
+        for name in COMPONENTS:
+            pid_file = folder / f"{name}.pid"
+            try:
+                pid = int(pid_file.read_text().strip())
+            except (OSError, ValueError):
+                found[name] = False
+                continue
+            found[name] = self._ours(pid)
+        return found
+
+    def broken(self) -> list[str]:
+        """The components that are not running (empty: healthy, or no cluster)."""
+        if not self.kwok_dir.exists():
+            return []
+        return [name for name, alive in self.components().items() if not alive]
+
+    def restart_component(self, name: str, log: Log = _say, *, crash: bool = False) -> int:
+        """Stop one process (bounded, SIGTERM then SIGKILL; ``crash``: SIGKILL at once) and
+        start it again with the same command line, output appended to its log; the new pid.
+        Tests use it to restart the API server in the middle of a run."""
+        pid_file = self.kwok_dir / "pids" / f"{name}.pid"
+        pid = int(pid_file.read_text().strip())
+        argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        if crash:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._stop([pid], log)
+        with (self.kwok_dir / "logs" / f"{name}.log").open("ab") as out:
+            process = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        pid_file.write_text(str(process.pid))
+        log(f"restarted {name} of cluster {self.spec.name!r} (pid {process.pid})")
+        return process.pid
+
     def status(self) -> dict[str, Any]:
+        components = self.components() if self.kwok_dir.exists() else {}
         info: dict[str, Any] = {"name": self.spec.name, "exists": self.exists(),
-                                "kubeconfig": str(self.kubeconfig), "processes": len(self.pids())}
+                                "kubeconfig": str(self.kubeconfig), "processes": len(self.pids()),
+                                "components": components,
+                                "healthy": bool(components) and all(components.values())}
         spec_file = self.dir / "spec.json"
         if spec_file.is_file():
             info.update(json.loads(spec_file.read_text()))

@@ -220,7 +220,8 @@ class RunContext:
                     raise
                 existing: Any = store.get(obj)
                 if obj["kind"] == "Namespace":
-                    if existing.metadata.deletion_timestamp is None:
+                    # the dynamic client's objects keep the API's camelCase names
+                    if existing.metadata.deletionTimestamp is None:
                         continue  # ours (shared) or the cluster's; never deleted if not ours
                     self._await_gone(api, obj["metadata"]["name"])  # a run before us removed it
                     store.create(obj)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from gpu_conformance.backends.base import BaseBackend, ClusterHandle, Traits, read_gpu_node_names
+from gpu_conformance.errors import ClusterError
 from gpu_conformance.log import Log
 from gpu_conformance.offline import DEFAULT_NAME, OfflineCluster, OfflineClusterSpec, sweep_orphans
 from gpu_conformance.settings import Settings
@@ -25,6 +26,13 @@ class KwokBackend(BaseBackend):
             self._created = True
             kubeconfig = self.cluster.up(log)
         else:
+            broken = self.cluster.broken()
+            if broken:
+                name = self.cluster.spec.name
+                raise ClusterError(
+                    f"the offline cluster {name!r} is broken: {', '.join(broken)} not running",
+                    hint=f"see {self.cluster.kwok_dir / 'logs'}; remove it with: gpu-conformance "
+                         f"cluster down --name {name}")
             log(f"reusing the offline cluster {self.cluster.spec.name!r} (kept by an earlier run)")
         sku = self.cluster.spec.sku()
         return ClusterHandle(

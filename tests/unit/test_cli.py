@@ -111,7 +111,7 @@ def test_cluster_status_absent(capsys: pytest.CaptureFixture[str]) -> None:
     out, err = capsys.readouterr()
     assert err == ""
     assert json.loads(out) == {
-        "name": "x", "exists": False, "processes": 0,
+        "name": "x", "exists": False, "processes": 0, "components": {}, "healthy": False,
         "kubeconfig": str(offline.kwok_workdir() / "clusters" / "x" / "kubeconfig.yaml"),
     }
 
