@@ -13,6 +13,13 @@ from gpu_conformance.gpus import GpuSku
 GPU_POOL = "gpu"
 SYSTEM_POOL = "system"
 SIMULATED_LABEL = "gpu-conformance.io/simulated"
+#: a simulated node's GPUs, which the offline cluster's device-plugin simulator advertises
+#: once a device plugin pod is ready on it (gpu_conformance.simulator)
+GPUS_ANNOTATION = "gpu-conformance.io/gpus"
+#: how many of them are healthy (default: all); fewer simulates failed GPUs
+HEALTHY_ANNOTATION = "gpu-conformance.io/healthy-gpus"
+#: the extended resource the plugin registers them as (default nvidia.com/gpu)
+RESOURCE_ANNOTATION = "gpu-conformance.io/gpu-resource"
 
 
 def gpu_node_labels(sku: GpuSku, gpus_per_node: int, pool: str = GPU_POOL) -> dict[str, str]:
@@ -48,6 +55,7 @@ def node_manifest(
     capacity: dict[str, str],
     allocatable: dict[str, str],
     taints: list[dict[str, str]] | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Node object that kwok manages (its annotation) and that carries the given status."""
     return {
@@ -57,7 +65,8 @@ def node_manifest(
             "name": name,
             "labels": {"kubernetes.io/hostname": name, "type": "kwok", SIMULATED_LABEL: "true",
                        **labels},
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
+                            **(annotations or {})},
         },
         "spec": {"taints": taints or []},
         "status": {"capacity": capacity, "allocatable": allocatable},
@@ -65,10 +74,20 @@ def node_manifest(
 
 
 def gpu_node(name: str, sku: GpuSku, gpus_per_node: int, *, healthy: int | None = None,
-             taints: list[dict[str, str]] | None = None, pool: str = GPU_POOL) -> dict[str, Any]:
+             taints: list[dict[str, str]] | None = None, pool: str = GPU_POOL,
+             plugin_managed: bool = False) -> dict[str, Any]:
+    """A GPU node; ``plugin_managed``: no GPU in its status until a device plugin registers
+    them (the offline cluster's simulator does what the kubelet's device manager does)."""
     capacity, allocatable = gpu_resources(gpus_per_node, healthy)
+    annotations: dict[str, str] = {}
+    if plugin_managed:
+        capacity.pop(gpus.GPU_RESOURCE)
+        allocatable.pop(gpus.GPU_RESOURCE)
+        annotations[GPUS_ANNOTATION] = str(gpus_per_node)
+        if healthy is not None:
+            annotations[HEALTHY_ANNOTATION] = str(healthy)
     return node_manifest(name, gpu_node_labels(sku, gpus_per_node, pool), capacity, allocatable,
-                         taints)
+                         taints, annotations)
 
 
 def system_node(name: str) -> dict[str, Any]:
