@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_conformance import gpus, options, workloads
+from gpu_conformance import gates, gpus, options, workloads
 from gpu_conformance.errors import UsageError
 from gpu_conformance.options import Values
 from gpu_conformance.timeouts import Timeouts, parse_overrides
@@ -45,10 +45,13 @@ class Settings:
     workloads: tuple[str, ...]
     #: how many GPU nodes each profile runs on: None for all
     workload_nodes: int | None
+    gpus_per_job: int
     busy: str
     report_dir: Path
     expect_gpu: str | None
     min_accuracy: float | None
+    #: health and performance gate overrides, NAME=VALUE (gpu_conformance.gates)
+    gate_overrides: tuple[str, ...]
     timeouts: Timeouts
     #: every option's resolved value (backends read their own from here)
     values: Values
@@ -61,7 +64,7 @@ class Settings:
             raise UsageError(f"{v.source('gpu_workload')} names no workload profile")
         for name in chosen:
             workloads.get_profile(name)
-        for dest, low in (("gpu_nodes", 0), ("gpus_per_node", 1)):
+        for dest, low in (("gpu_nodes", 0), ("gpus_per_node", 1), ("gpu_gpus_per_job", 1)):
             if v[dest] < low:
                 raise UsageError(f"{v.source(dest)} must be at least {low}, got {v[dest]}")
         accuracy = v["gpu_min_accuracy"]
@@ -91,6 +94,11 @@ class Settings:
         else:
             raise UsageError(f"{v.source('gpu_workload_nodes')} {v['gpu_workload_nodes']!r}: "
                              "expected all, one or a number >= 1")
+        gate_overrides = tuple(v["gpu_gates"] or ())
+        try:
+            gates.parse_overrides(gate_overrides)
+        except UsageError as exc:
+            raise UsageError(f"{v.source('gpu_gates')}: {exc}") from None
         kubeconfig = v["kubeconfig"]
         return cls(
             backend=v["gpu_backend"],
@@ -102,9 +110,10 @@ class Settings:
             gpu_nodes=v["gpu_nodes"], gpus_per_node=v["gpus_per_node"],
             gpu_product=v["gpu_product"], taint_gpu_nodes=bool(v["gpu_taint_nodes"]),
             plugin_mode=v["gpu_plugin"], plugin_manifest=v["gpu_plugin_manifest"],
-            workloads=chosen, workload_nodes=workload_nodes, busy=v["gpu_busy"],
+            workloads=chosen, workload_nodes=workload_nodes, gpus_per_job=v["gpu_gpus_per_job"],
+            busy=v["gpu_busy"],
             report_dir=Path(v["gpu_report_dir"]).expanduser(),
-            expect_gpu=v["gpu_expect"], min_accuracy=accuracy,
+            expect_gpu=v["gpu_expect"], min_accuracy=accuracy, gate_overrides=gate_overrides,
             timeouts=Timeouts(parse_overrides(v["gpu_timeouts"] or [],
                                               v.source("gpu_timeouts"))),
             values=v,

@@ -182,9 +182,11 @@ class Workloads:
 
     def __init__(self, api: client.ApiClient, namespace: str, timeouts: Timeouts, *,
                  run_id: str, progress: Callable[[str], Log] | None = None,
-                 adapt: AdaptJob | None = None) -> None:
+                 adapt: AdaptJob | None = None, gate_overrides: Sequence[str] = (),
+                 gpus_per_job: int = 1) -> None:
         self.api, self.namespace, self.timeouts, self.run_id = api, namespace, timeouts, run_id
-        self.progress, self.adapt = progress, adapt
+        self.progress, self.adapt, self.gate_overrides = progress, adapt, tuple(gate_overrides)
+        self.gpus_per_job = gpus_per_job
         self._store = Objects(api)
         self._extras: set[str] = set()
         self._jobs: dict[tuple[str, str | None], dict[str, Any]] = {}
@@ -210,14 +212,33 @@ class Workloads:
                     obj["metadata"].setdefault("labels", {})[RUN_LABEL] = self.run_id
                     self._store.create(obj)
                 self._extras.add(profile.name)
-            job = profile.job_manifest(job_name(profile, node), self.namespace,
+            count, size = self._gpus_for(profile, node)
+            job = profile.job_manifest(job_name(profile, node), self.namespace, gpus=count,
                                        labels={RUN_LABEL: self.run_id})
+            if profile.gate_args is not None:
+                container = job["spec"]["template"]["spec"]["containers"][0]
+                container["args"] = profile.gate_args(size, count, self.gate_overrides)
             if node is not None:
                 pin_to_node(job, node)
             if self.adapt is not None:
                 self.adapt(profile, job)
             self._store.create(job)
             self._jobs[key] = job
+
+    def _gpus_for(self, profile: WorkloadProfile, node: str | None) -> tuple[int, str | None]:
+        """GPUs the profile's Job asks for on ``node`` (all allocatable ones for an all-GPU
+        profile such as NCCL all_reduce), and the node's VM size."""
+        if node is None:
+            return self.gpus_per_job, None
+        labels, allocatable = self._node(node)
+        size = labels.get(gpus.INSTANCE_TYPE_LABEL) or labels.get(gpus.LEGACY_INSTANCE_TYPE_LABEL)
+        return (max(1, allocatable) if profile.all_gpus else self.gpus_per_job), size
+
+    def _node(self, node: str) -> tuple[dict[str, str], int]:
+        found: Any = call(client.CoreV1Api(self.api).read_node, node)
+        allocatable = quantity(((found.status.allocatable if found.status else None) or {})
+                               .get(gpus.GPU_RESOURCE))
+        return dict(found.metadata.labels or {}), allocatable
 
     def result(self, profile: WorkloadProfile, node: str | None) -> WorkloadResult:
         """The (profile, node) Job's result, waiting for it (bounded) the first time."""

@@ -28,7 +28,6 @@ from typing import Any
 
 from gpu_conformance import gates
 from gpu_conformance.gates import GateResult, Judgement, SizeGates, Status
-from gpu_conformance.workloads import torch_probe
 from gpu_conformance.workloads._common import (
     CUDA_FAILURES,
     PYTHON_TRACEBACK,
@@ -37,6 +36,7 @@ from gpu_conformance.workloads._common import (
     find_problems,
 )
 from gpu_conformance.workloads.base import WORKLOAD_LABEL, LogReport, WorkloadProfile
+from gpu_conformance.workloads.torch_probe import PROFILE as TORCH_PROFILE
 
 NAME = "bandwidth"
 SCRIPT = "bandwidth_probe.py"
@@ -412,7 +412,7 @@ PROFILE = WorkloadProfile(
     name=NAME,
     description="host<->GPU and GPU<->GPU copy bandwidth (PyTorch, pinned memory, CUDA events), "
                 "PCIe link under load, NVLink status",
-    image=torch_probe.PROFILE.image,
+    image=TORCH_PROFILE.image,
     command=["python", f"{MOUNT_PATH}/{SCRIPT}"],
     parse=parse,
     reference_log=reference_log,
@@ -420,4 +420,5 @@ PROFILE = WorkloadProfile(
     volumes=[{"name": VOLUME, "configMap": {"name": CONFIGMAP}}],
     volume_mounts=[{"name": VOLUME, "mountPath": MOUNT_PATH, "readOnly": True}],
     env=[{"name": "PYTHONUNBUFFERED", "value": "1"}],
+    judge=judge_log,
 )

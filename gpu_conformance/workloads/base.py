@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gpu_conformance.gates import Judgement
 
 GPU_TOLERATIONS: list[dict[str, str]] = [
     {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
@@ -43,7 +46,8 @@ class WorkloadProfile:
     description: str
     image: str
     parse: Callable[[str], LogReport]
-    reference_log: Callable[[str], str]
+    #: (device name[, GPUs in the Job for all-GPU profiles]) -> the log a healthy run prints
+    reference_log: Callable[..., str]
     command: list[str] | None = None
     args: list[str] | None = None
     #: the accuracy the last "accuracy" line must reach, when the profile prints any
@@ -57,6 +61,13 @@ class WorkloadProfile:
     #: nvidia-smi): the device check then accepts an empty LogReport.devices, provided
     #: LogReport.success is True; names it does find are still checked
     requires_device_line: bool = True
+    #: health and performance profiles: the log judged against the node's VM size's gates
+    #: (gpu_conformance.gates), with the user's gate overrides
+    judge: Callable[[str, str | None, Sequence[str]], Judgement] | None = None
+    #: the Job asks for every allocatable GPU of its node (one pod, all GPUs: NCCL)
+    all_gpus: bool = False
+    #: the container's args for (VM size, GPUs in the Job, gate overrides)
+    gate_args: Callable[[str | None, int, Sequence[str]], list[str]] | None = None
 
     def job_manifest(
         self,

@@ -539,4 +539,5 @@ PROFILE = WorkloadProfile(
     reference_log=reference_log,
     # nvidia-smi needs only the driver (as in the nvidia-smi profile)
     env=[{"name": "NVIDIA_DISABLE_REQUIRE", "value": "true"}],
+    judge=judge_log,
 )

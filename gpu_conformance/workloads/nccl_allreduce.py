@@ -29,7 +29,6 @@ from typing import Any
 
 from gpu_conformance import gates
 from gpu_conformance.gates import GateResult, Judgement, SizeGates, Status
-from gpu_conformance.workloads import torch_probe
 from gpu_conformance.workloads._common import (
     CUDA_FAILURES,
     PYTHON_TRACEBACK,
@@ -38,6 +37,7 @@ from gpu_conformance.workloads._common import (
     find_problems,
 )
 from gpu_conformance.workloads.base import WORKLOAD_LABEL, LogReport, WorkloadProfile
+from gpu_conformance.workloads.torch_probe import PROFILE as TORCH_PROFILE
 
 NAME = "nccl-allreduce"
 SCRIPT = "nccl_allreduce.py"
@@ -329,7 +329,7 @@ PROFILE = WorkloadProfile(
     name=NAME,
     description="NCCL all_reduce over every GPU of the node (torch.distributed), nccl-tests' "
                 "busbw at the gate's message size",
-    image=torch_probe.PROFILE.image,
+    image=TORCH_PROFILE.image,
     command=["python", f"{MOUNT_PATH}/{SCRIPT}"],
     parse=parse,
     reference_log=reference_log,
@@ -340,5 +340,8 @@ PROFILE = WorkloadProfile(
                    {"name": SHM_VOLUME, "mountPath": "/dev/shm"}],
     env=[{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "NCCL_DEBUG", "value": "WARN"},
          *({"name": k, "value": v} for k, v in NCCL_ENV.items())],
+    judge=judge_log,
+    all_gpus=True,
+    gate_args=script_args,
 )
 

@@ -19,7 +19,8 @@ DEVICE_NAMES = sorted({sku.device_name for sku in gpus.VM_SIZES.values()})
 
 
 def test_registry_names() -> None:
-    assert ALL == ["cuda-vectoradd", "nvidia-smi", "tf-mnist", "torch"]
+    assert ALL == ["bandwidth", "cuda-vectoradd", "gpu-health", "nccl-allreduce", "nvidia-smi",
+                   "tf-mnist", "torch"]
     assert DEFAULT_PROFILE == "tf-mnist"
     assert get_profile("torch") is PROFILES["torch"]
 
@@ -150,6 +151,9 @@ LAST_NEEDED = {
     "cuda-vectoradd": "Test PASSED",
     "nvidia-smi": "| Processes:",
     "torch": "gpu-probe: PASSED",
+    "gpu-health": "</nvidia_smi_log>",
+    "bandwidth": "bandwidth-probe: DONE",
+    "nccl-allreduce": "nccl-allreduce: DONE",
 }
 
 
