@@ -56,7 +56,7 @@ ACTIVATE_INI = "gpu_conformance"
 DEBUG_ENV = "GPU_CONFORMANCE_DEBUG"
 
 MARKERS = (
-    "gpu_suite(name): a conformance suite (rollout, capacity, workload, device)",
+    "gpu_suite(name): a conformance suite (rollout, capacity, workload, device, health)",
     "integration: needs the offline cluster's real processes",
 )
 
@@ -189,7 +189,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     return None
 
 
-SUITE_ORDER = ("rollout", "capacity", "workload", "device")
+SUITE_ORDER = ("rollout", "capacity", "workload", "device", "health")
 
 
 @pytest.hookimpl(trylast=True)
@@ -205,6 +205,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return SUITE_ORDER.index(name) if name in SUITE_ORDER else len(SUITE_ORDER)
 
     items.sort(key=rank)
+    # the health suite when no judged profile is selected: not a skip to report, not selected
+    unjudged = [i for i in items if "health_profile" in getattr(i, "fixturenames", ())
+                and not isinstance(_params(i).get("health_profile"), str)]
+    if unjudged:
+        config.hook.pytest_deselected(items=unjudged)
+        items[:] = [i for i in items if i not in unjudged]
     if _is_worker(config) or config.option.collectonly or not items:
         return
     if not _start(config):
@@ -338,6 +344,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "workload_profile" in metafunc.fixturenames:
         chosen = config.stash[SETTINGS_KEY].workloads
         metafunc.parametrize("workload_profile", chosen, ids=list(chosen))
+    if "health_profile" in metafunc.fixturenames:
+        from gpu_conformance.workloads import PROFILES
+
+        judged = [p for p in config.stash[SETTINGS_KEY].workloads if PROFILES[p].judge]
+        metafunc.parametrize("health_profile", judged, ids=judged)
     if "workload_node" in metafunc.fixturenames:
         names = config.stash.get(NODES_KEY, [NOT_STARTED])
         limit = config.stash[SETTINGS_KEY].workload_nodes
@@ -453,7 +464,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         node = params.get("gpu_node_name", params.get("workload_node"))
         report.user_properties += [("gpu_suite", marker.args[0] if marker.args else ""),
                                    ("gpu_node", node or ""),
-                                   ("gpu_profile", params.get("workload_profile", ""))]
+                                   ("gpu_profile", params.get("workload_profile",
+                                                              params.get("health_profile", "")))]
     if not report.failed or call.when == "teardown":
         return
     info = item.config.stash.get(INFO_KEY, None)

@@ -34,6 +34,8 @@ _DEFAULTS: tuple[Timeout, ...] = (
             "which takes upwards of 5 minutes on a fresh node (Kubernetes e2e uses 10 minutes)"),
     Timeout("gpu-capacity", 300, "after the plugin registers, the kubelet reports nvidia.com/gpu "
             "on its next status update"),
+    Timeout("gpu-settle", 30, "a plugin that (re)registers brings allocatable back to capacity "
+            "within the kubelet's 10 s status sync; still below after this, GPUs are unhealthy"),
     Timeout("job-complete", 900, "the seed's TensorFlow image is several GB; pulling it and "
             "training 500 steps took about 4 minutes on a K80 node"),
     Timeout("unschedulable-grace", 30, "a pod the scheduler has rejected this long with no "

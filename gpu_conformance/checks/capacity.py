@@ -3,12 +3,15 @@
 Observation: the node list, read once per run for all GPU nodes (one list+watch, whatever the
 node count). Judge, per node: ``nvidia.com/gpu`` capacity >= 1 and equal to what the VM size or
 GFD count label implies, allocatable == capacity (less means GPUs marked unhealthy), Ready.
-Wait: until every GPU node reports capacity, bounded by gpu-capacity; a node that never does is
-judged on what it last showed.
+Wait: until every GPU node reports capacity and allocatable equal to it, bounded by
+gpu-capacity; a node whose allocatable stays below its capacity for gpu-settle (a plugin that
+re-registers catches up within one kubelet status sync) is judged as it is: unhealthy GPUs.
+A node that never reports capacity is judged on what it last showed.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +41,12 @@ def judge(node: GpuNode) -> list[str]:
         problems.append(
             f"node {node.name} ({node.why}) reports no {gpus.GPU_RESOURCE} capacity: the device "
             "plugin is not running or not registered on it"
+        )
+    elif node.allocatable == 0:
+        problems.append(
+            f"node {node.name}: allocatable {gpus.GPU_RESOURCE} 0 of capacity {node.capacity}: "
+            "no healthy GPU is offered: the device plugin stopped (a kubelet keeps the capacity "
+            "for 5 minutes after its plugin goes) or every GPU failed its health check"
         )
     elif node.allocatable < node.capacity:
         problems.append(
@@ -73,12 +82,23 @@ def observe(api: client.ApiClient, names: Sequence[str], timeouts: Timeouts,
     core = client.CoreV1Api(api)
     wanted = set(names)
     snapshot = Snapshot()
+    below_since: dict[str, float] = {}
+    settle = timeouts["gpu-settle"]
+
+    def settled(node: GpuNode, now: float) -> bool:
+        if node.capacity < 1:
+            return False
+        if node.allocatable >= node.capacity:
+            below_since.pop(node.name, None)
+            return True
+        return now - below_since.setdefault(node.name, now) >= settle
 
     def evaluate(items: list[Any]) -> Verdict:
+        now = time.monotonic()
         snapshot.total_nodes = len(items)
         snapshot.nodes = {n.name: n for n in find_gpu_nodes(items) if n.name in wanted}
         waiting = sorted(n for n in wanted if n not in snapshot.nodes
-                         or snapshot.nodes[n].capacity < 1)
+                         or not settled(snapshot.nodes[n], now))
         summary = f"{len(wanted) - len(waiting)}/{len(wanted)} GPU node(s) report capacity"
         if waiting:
             summary += f"; waiting for {summarize_names(waiting)}"

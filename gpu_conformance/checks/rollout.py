@@ -56,10 +56,12 @@ class RolloutReport:
     gaps: list[NodeGap] = field(default_factory=list)
     ready_nodes: list[str] = field(default_factory=list)
     gpu_nodes: int = 0
+    #: the controller has caught up: generation observed, counters agree (desired may be 0)
+    caught_up: bool = True
 
     @property
     def settled(self) -> bool:
-        return not self.daemonset_problems
+        return self.caught_up
 
     @property
     def unreachable(self) -> list[NodeGap]:
@@ -88,13 +90,16 @@ class RolloutReport:
 
     def problems(self, per_node: bool) -> list[str]:
         found = list(self.daemonset_problems)
-        if per_node and self.gaps:
+        # desired=0 alone explains nothing: the gaps say which taint or selector keeps them out
+        if self.gaps and (per_node or self.counters["desired"] == 0):
             found.append(self.gaps_line())
         return found
 
     def final(self, per_node: bool) -> bool:
-        """Waiting cannot help: settled, and only never-reachable nodes are missing."""
-        return per_node and self.settled and bool(self.unreachable) and not self.pending
+        """Waiting cannot help: the controller caught up (even at desired=0: a DaemonSet
+        whose pods no GPU node admits), and only never-reachable nodes are missing."""
+        del per_node  # the same for both checks: the gaps explain desired=0 too
+        return self.settled and bool(self.unreachable) and not self.pending
 
 
 def _pod_ready(pod: Any) -> bool:
@@ -123,6 +128,7 @@ def judge(daemonset: Any, pods: Iterable[Any], gpu_nodes: Sequence[GpuNode]) -> 
     desired = counters["desired"]
     lagging = [k for k in ("current", "updated", "ready", "available") if counters[k] != desired]
     if lagging:
+        report.caught_up = False
         report.daemonset_problems.append(
             f"DaemonSet counters disagree: desired={desired}, "
             + ", ".join(f"{k}={counters[k]}" for k in lagging))
@@ -131,6 +137,7 @@ def judge(daemonset: Any, pods: Iterable[Any], gpu_nodes: Sequence[GpuNode]) -> 
     meta = getattr(daemonset, "metadata", None)
     generation = int(getattr(meta, "generation", None) or 0)
     if int(getattr(status, "observed_generation", None) or 0) < generation:
+        report.caught_up = False
         report.daemonset_problems.append(
             f"DaemonSet controller has not observed generation {generation} yet")
     template = getattr(getattr(daemonset, "spec", None), "template", None)

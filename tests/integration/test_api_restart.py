@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from gpu_conformance.nodes import GPUS_ANNOTATION
 from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
 from gpu_conformance.paths import REPO_ROOT
 
@@ -71,8 +72,12 @@ class Run:
         return code, "".join(self.lines)
 
 
+RESTARTED: list[int] = []
+
+
 def _restart_api(cluster: OfflineCluster, kubectl: Callable[..., Any]) -> None:
-    cluster.restart_component("kube-apiserver", log=lambda _line: None, crash=True)
+    RESTARTED.append(cluster.restart_component("kube-apiserver", log=lambda _line: None,
+                                               crash=True))
     deadline = time.monotonic() + 60
     while kubectl(cluster, "get", "--raw", "/readyz", check=False).returncode != 0:
         assert time.monotonic() < deadline, "the API server did not come back"
@@ -89,13 +94,13 @@ def _hold(kind: str, cluster: OfflineCluster, kubectl: Callable[..., Any], run_i
         return "plugin rollout:", lambda: kubectl(cluster, "taint", "node", node,
                                                   f"{HOLD_TAINT}-")
     if kind == "capacity":
-        gpus = {"capacity": {"nvidia.com/gpu": "0"}, "allocatable": {"nvidia.com/gpu": "0"}}
-        back = {"capacity": {"nvidia.com/gpu": "1"}, "allocatable": {"nvidia.com/gpu": "1"}}
+        # the simulator leaves a node without its GPUs annotation alone: no capacity
+        kubectl(cluster, "annotate", "node", node, f"{GPUS_ANNOTATION}-")
         kubectl(cluster, "patch", "node", node, "--subresource=status", "--type=merge",
-                "-p", json.dumps({"status": gpus}))
-        return "gpu capacity:", lambda: kubectl(
-            cluster, "patch", "node", node, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": back}))
+                "-p", json.dumps({"status": {"capacity": {"nvidia.com/gpu": "0"},
+                                             "allocatable": {"nvidia.com/gpu": "0"}}}))
+        return "gpu capacity:", lambda: kubectl(cluster, "annotate", "node", node,
+                                                f"{GPUS_ANNOTATION}=1")
     if kind == "job":
         holder = {"apiVersion": "v1", "kind": "Pod",
                   "metadata": {"name": "other-run", "namespace": "default",
@@ -147,8 +152,16 @@ def test_the_api_server_restarts_during_a_wait_and_the_run_passes(
         try:
             release()
         except AssertionError as exc:
-            log = (cluster.kwok_dir / "logs" / "kube-apiserver.log").read_text()[-3000:]
-            raise AssertionError(f"{exc}\nkube-apiserver log:\n{log}") from None
+            import os
+
+            log = (cluster.kwok_dir / "logs" / "kube-apiserver.log").read_text()[-1500:]
+            ended: list[tuple[int, object]] = []
+            for pid in RESTARTED:
+                try:
+                    ended.append((pid, os.waitpid(pid, os.WNOHANG)))
+                except ChildProcessError:
+                    ended.append((pid, "not a child"))
+            raise AssertionError(f"{exc}\nrestarted: {ended}\nkube-apiserver log:\n{log}") from None
     code, output = run.finish()
     assert code == 0, output[-5000:]
     assert "Traceback" not in output

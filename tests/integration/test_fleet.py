@@ -32,13 +32,12 @@ def _merged_kubeconfig(clusters: dict[str, OfflineCluster], path: Path) -> Path:
 
 def test_two_clusters_one_broken(make_cluster: Callable[..., OfflineCluster],
                                  kubectl: Callable[..., Any], tmp_path: Path) -> None:
-    healthy, broken = make_cluster(gpu_nodes=1), make_cluster(gpu_nodes=2, gpus_per_node=2)
-    kubectl(broken, "patch", "node", "aks-gpu-00000001", "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": {"allocatable": {"nvidia.com/gpu": "1"}}}))
+    healthy = make_cluster(gpu_nodes=1)
+    broken = make_cluster(gpu_nodes=2, gpus_per_node=2, unhealthy={"aks-gpu-00000001": 1})
     kubeconfig = _merged_kubeconfig({"east": healthy, "west": broken}, tmp_path / "fleet.kubeconfig")
     result = subprocess.run(
         [sys.executable, "-m", "gpu_conformance", "run", f"--kubeconfig={kubeconfig}",
-         "--kube-context", "east,west", "-p", "no:randomly"],
+         "--kube-context", "east,west", "-p", "no:randomly", "--gpu-timeout", "gpu-settle=3"],
         cwd=tmp_path, capture_output=True, text=True, timeout=900,
         env={**os.environ, "GPU_CONFORMANCE_STATE": str(tmp_path / "state")})
     output = result.stdout + result.stderr

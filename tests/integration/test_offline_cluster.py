@@ -49,9 +49,21 @@ def test_cluster_up_cli_nodes_version_and_down_leaves_nothing(kubectl: Callable[
         ready = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
                                          for c in n["status"]["conditions"])]
         assert len(nodes) == 4 and len(ready) == 4
-        gpu = [n for n in nodes if n["status"]["capacity"].get("nvidia.com/gpu") == "2"
-               and n["status"]["allocatable"].get("nvidia.com/gpu") == "2"]
+        gpu = [n for n in nodes if "nvidia.com/gpu.product" in n["metadata"]["labels"]]
         assert len(gpu) == 3
+        # as on AKS: no nvidia.com/gpu until a device plugin registers on the node
+        assert not any("nvidia.com/gpu" in n["status"]["capacity"] for n in gpu)
+        kubectl(cluster, "apply", "-f", str(REPO / "manifests" / "current" / "nvidia-device-plugin.yaml"))
+
+        def advertised() -> int:
+            found = json.loads(kubectl(cluster, "get", "nodes", "-o", "json").stdout)["items"]
+            return len([n for n in found if n["status"]["capacity"].get("nvidia.com/gpu") == "2"
+                        and n["status"]["allocatable"].get("nvidia.com/gpu") == "2"])
+
+        deadline = time.monotonic() + 60
+        while advertised() != 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert advertised() == 3
         labels = gpu[0]["metadata"]["labels"]
         assert labels["nvidia.com/gpu.product"] == "Tesla-T4"
         assert labels["node.kubernetes.io/instance-type"] == "Standard_NC4as_T4_v3"

@@ -73,11 +73,10 @@ def test_user_command_line_finds_the_project_config(
 def test_unhealthy_gpus_fail_the_capacity_check(make_cluster: Callable[..., OfflineCluster],
                                                 kubectl: Callable[..., Any],
                                                 run_suites: Callable[..., Suites]) -> None:
-    cluster = make_cluster(gpu_nodes=2, gpus_per_node=2)
-    patch = {"status": {"allocatable": {"nvidia.com/gpu": "1"}}}
-    kubectl(cluster, "patch", "node", "aks-gpu-00000001", "--subresource=status", "--type=merge",
-            "-p", json.dumps(patch))
-    result = run_suites(*attach_args(cluster), "-k", "capacity", "-v")
+    # the device plugin registers only 1 of the node's 2 GPUs as healthy
+    cluster = make_cluster(gpu_nodes=2, gpus_per_node=2, unhealthy={"aks-gpu-00000001": 1})
+    result = run_suites(*attach_args(cluster), "-k", "capacity", "-v",
+                        "--gpu-timeout", "gpu-settle=3")
     failed_with(result,
                 "test_gpu_capacity_and_allocatable[aks-gpu-00000000] PASSED",
                 "test_gpu_capacity_and_allocatable[aks-gpu-00000001] FAILED",
@@ -144,8 +143,10 @@ def test_kwok_backend_with_xdist_and_every_workload_profile(run_suites: Callable
     result = run_suites("-n", "2", "--workload", "all", "--gpu-nodes", "2",
                         f"--cluster-name=it-xdist-{os.getpid()}")
     passed(result)
-    # rollout 2, capacity per node 2, workload and device per profile and node
-    assert f"{2 + 2 + 2 * 2 * len(PROFILES)} passed" in result.output
+    # rollout 2, capacity per node 2, workload and device per profile and node, gates per
+    # judged (health) profile and node
+    judged = len([p for p in PROFILES.values() if p.judge])
+    assert f"{2 + 2 + 2 * 2 * len(PROFILES) + 2 * judged} passed" in result.output
     assert f"cluster 'it-xdist-{os.getpid()}' removed" in result.output
     assert not (REPO / ".gpu-conformance" / "clusters" / f"it-xdist-{os.getpid()}").exists()
 
@@ -227,3 +228,40 @@ def test_keep_cluster_keeps_it_and_the_next_run_reuses_it(run_suites: Callable[.
         assert f"reusing the offline cluster '{name}'" in second.output
     finally:
         cluster.down(log=lambda _line: None)
+
+
+def test_capacity_follows_the_plugin_in_the_simulation(
+        make_cluster: Callable[..., OfflineCluster], kubectl: Callable[..., Any],
+        run_suites: Callable[..., Suites]) -> None:
+    """GPUs appear only where a plugin pod is ready (a node the plugin never reaches fails
+    the capacity check, named), and go when the plugin goes: allocatable at once, capacity
+    after the grace period, as a kubelet's device manager does."""
+    cluster = make_cluster(gpu_nodes=2, plugin_grace=2)
+    manifest = (REPO / "manifests" / "current" / "nvidia-device-plugin.yaml").read_text()
+    kubectl(cluster, "label", "node", "aks-gpu-00000001", "nvidia.com/gpu.present-")
+    manifest = manifest.replace("      priorityClassName: system-node-critical\n",
+                                "      priorityClassName: system-node-critical\n"
+                                "      nodeSelector:\n        nvidia.com/gpu.present: \"true\"\n")
+    kubectl(cluster, "apply", "-f", "-", input=manifest)
+    result = run_suites(*attach_args(cluster), "--plugin", "existing", "-k", "capacity", "-v",
+                        "--gpu-timeout", "gpu-capacity=10")
+    failed_with(result, "test_gpu_capacity_and_allocatable[aks-gpu-00000000] PASSED",
+                "test_gpu_capacity_and_allocatable[aks-gpu-00000001] FAILED",
+                "node aks-gpu-00000001 (label accelerator=nvidia) reports no nvidia.com/gpu "
+                "capacity: the device plugin is not running or not registered on it")
+    kubectl(cluster, "delete", "daemonset", "nvidia-device-plugin-daemonset", "-n",
+            "gpu-resources", "--wait=true")
+
+    def gpus() -> tuple[str, str]:
+        node = json.loads(kubectl(cluster, "get", "node", "aks-gpu-00000000", "-o", "json").stdout)
+        return (node["status"]["capacity"].get("nvidia.com/gpu", "0"),
+                node["status"]["allocatable"].get("nvidia.com/gpu", "0"))
+
+    import time
+
+    deadline = time.monotonic() + 30
+    seen: list[tuple[str, str]] = []
+    while time.monotonic() < deadline and (not seen or seen[-1] != ("0", "0")):
+        seen.append(gpus())
+        time.sleep(0.2)
+    assert ("1", "0") in seen and seen[-1] == ("0", "0"), seen

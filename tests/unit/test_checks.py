@@ -403,3 +403,22 @@ def test_rollout_report_separates_unreachable_from_pending_nodes() -> None:
 def test_rollout_counters_not_settled_while_they_disagree() -> None:
     report = rollout.judge(daemonset(desired=2, ready=1), [PODS[0]], [gpu_node("aks-gpu-0")])
     assert not report.settled
+
+
+@pytest.mark.parametrize("per_node", [True, False])
+def test_rollout_seed_daemonset_on_tainted_pool_is_final_at_desired_zero(per_node: bool) -> None:
+    """The seed DaemonSet on an AKS pool tainted sku=gpu:NoSchedule: the controller caught up
+    at desired=0, so both rollout checks stop waiting and name the node and its taint."""
+    nodes = [gpu_node("aks-gpu-0", taints=(SKU_TAINT,))]
+    report = rollout.judge(daemonset(desired=0, tolerations=manifest_tolerations("seed")), [], nodes)
+    assert report.final(per_node)
+    problems = "; ".join(report.problems(per_node))
+    assert "desired=0" in problems or per_node
+    assert "aks-gpu-0 (untolerated taint sku=gpu:NoSchedule)" in problems
+
+
+def test_rollout_desired_zero_before_the_controller_caught_up_is_not_final() -> None:
+    nodes = [gpu_node("aks-gpu-0", taints=(SKU_TAINT,))]
+    ds = daemonset(desired=0, generation=2, observed_generation=1,
+                   tolerations=manifest_tolerations("seed"))
+    assert not rollout.judge(ds, [], nodes).final(True)
