@@ -24,13 +24,26 @@ def _err(line: str) -> None:
 
 def _cluster_up(args: argparse.Namespace) -> int:
     spec = OfflineClusterSpec(
-        name=args.name, gpu_nodes=args.gpu_nodes, gpus_per_node=args.gpus_per_node,
+        name=args.name, gpus_per_node=args.gpus_per_node, node=args.node, real_gpus=args.real_gpus,
+        gpu_nodes=args.gpu_nodes if args.gpu_nodes is not None else (0 if args.node == "real" else 2),
         gpu_product=args.gpu_product, job_log=Path(args.job_log) if args.job_log else None,
-        taint_gpu_nodes=args.taint_gpu_nodes, port=args.port,
+        taint_gpu_nodes=args.taint_gpu_nodes, port=args.port, plugin_grace=args.plugin_grace,
+        unhealthy=_unhealthy(args.unhealthy or []),
     )
     kubeconfig = OfflineCluster(spec).up(log=_err)
     print(kubeconfig, flush=True)
     return 0
+
+
+def _unhealthy(items: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for item in items:
+        node, sep, count = item.partition("=")
+        if not sep or not node or not count.strip().isdigit():
+            raise UsageError(f"--unhealthy {item!r}: expected NODE=HEALTHY_GPUS, e.g. "
+                             "aks-gpu-00000001=1")
+        found[node] = int(count)
+    return found
 
 
 def _cluster_down(args: argparse.Namespace) -> int:
@@ -118,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      parser_class=_Parser)
     up = actions.add_parser("up", help="start it; prints the kubeconfig path last")
     up.add_argument("--name", default=DEFAULT_NAME)
-    up.add_argument("--gpu-nodes", type=_positive_int, default=2, help="GPU nodes (default 2)")
+    up.add_argument("--gpu-nodes", type=_positive_int, default=None,
+                    help="simulated GPU nodes (default 2; 0 with --node real)")
     up.add_argument("--gpus-per-node", type=_positive_int, default=1,
                     help="nvidia.com/gpu per GPU node (default 1)")
     up.add_argument("--gpu-product", default=None,
@@ -130,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="taint GPU nodes sku=gpu:NoSchedule as AKS GPU pools are")
     up.add_argument("--port", type=_positive_int, default=None,
                     help="kube-apiserver port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--unhealthy", action="append", metavar="NODE=HEALTHY",
+                    help="simulate failed GPUs: NODE registers only HEALTHY of its GPUs as "
+                         "allocatable (repeatable)")
+    up.add_argument("--plugin-grace", type=float, default=300.0, metavar="SECONDS",
+                    help="how long a GPU node keeps its capacity after its device plugin went "
+                         "away (the kubelet's endpointStopGracePeriod, default 300)")
+    up.add_argument("--node", choices=("simulated", "real"), default="simulated",
+                    help="real: add a real node on this host (kubelet, containerd, runc, CNI, "
+                         "built from pinned Go modules; needs root) that kwok leaves alone")
+    up.add_argument("--real-gpus", choices=("fake", "nvidia"), default="fake",
+                    help="the real node's GPUs: fake (a test device plugin registering "
+                         "--gpus-per-node devices through the kubelet's API) or nvidia (this "
+                         "host's GPUs, through CDI)")
     up.set_defaults(func=_cluster_up)
     for action, func, text in (("down", _cluster_down, "stop every process, remove its files"),
                                ("status", _cluster_status, "print what is known of it as JSON")):

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from gpu_conformance import binaries, gpus, nodes
+from gpu_conformance import binaries, gpus, nodes, simulator
 from gpu_conformance.errors import ClusterError, UsageError, one_line
 from gpu_conformance.kube import call, is_conflict, new_api_client
 from gpu_conformance.log import Log
@@ -59,6 +60,17 @@ class OfflineClusterSpec:
     port: int | None = None
     extra_node_labels: dict[str, str] = field(default_factory=dict)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    #: seconds a GPU node keeps its capacity after its device plugin went away (the kubelet's
+    #: endpointStopGracePeriod); allocatable drops to 0 at once
+    plugin_grace: float = simulator.DEFAULT_PLUGIN_GRACE
+    #: GPU node -> how many of its GPUs are healthy (the others simulate failed GPUs)
+    unhealthy: dict[str, int] = field(default_factory=dict)
+    #: "real": one more node, a real kubelet + containerd + runc on this host (needs root);
+    #: kwok then manages only the simulated nodes
+    node: str = "simulated"
+    #: the real node's GPUs: "fake" (a test device plugin, gpus_per_node devices named after
+    #: gpu_product) or "nvidia" (this host's GPUs through CDI and NVIDIA's plugin image)
+    real_gpus: str = "fake"
 
     def sku(self) -> gpus.GpuSku:
         return gpus.resolve_product(self.gpu_product)
@@ -71,15 +83,35 @@ class OfflineClusterSpec:
             raise UsageError(
                 f"bad cluster name {self.name!r}: use lowercase letters, digits and '-' (max 40)"
             )
-        if self.gpu_nodes < 0 or self.gpu_nodes > 200:
-            raise UsageError(f"--gpu-nodes must be between 0 and 200, got {self.gpu_nodes}")
+        if self.gpu_nodes < 0 or self.gpu_nodes > MAX_GPU_NODES:
+            raise UsageError(f"--gpu-nodes must be between 0 and {MAX_GPU_NODES}, "
+                             f"got {self.gpu_nodes}")
         if self.gpus_per_node < 1 or self.gpus_per_node > 64:
             raise UsageError(f"--gpus-per-node must be between 1 and 64, got {self.gpus_per_node}")
         if self.job_log is not None and not self.job_log.is_file():
             raise UsageError(f"--job-log {self.job_log} does not exist")
         if self.port is not None and not 1 <= self.port <= 65535:
             raise UsageError(f"--port must be between 1 and 65535, got {self.port}")
+        if self.node not in ("simulated", "real"):
+            raise UsageError(f"--node must be 'simulated' or 'real', got {self.node!r}")
+        if self.real_gpus not in ("fake", "nvidia"):
+            raise UsageError(f"--real-gpus must be 'fake' or 'nvidia', got {self.real_gpus!r}")
+        if self.plugin_grace < 0:
+            raise UsageError(f"--plugin-grace must be >= 0, got {self.plugin_grace:g}")
+        names = self.gpu_node_names()
+        for node, healthy in self.unhealthy.items():
+            if node not in names:
+                raise UsageError(f"--unhealthy {node}={healthy}: no GPU node {node!r} (the GPU "
+                                 f"nodes are {names[0] if names else 'none'} ...)")
+            if not 0 <= healthy <= self.gpus_per_node:
+                raise UsageError(f"--unhealthy {node}={healthy}: healthy GPUs must be between 0 "
+                                 f"and {self.gpus_per_node}")
 
+
+#: simulated GPU nodes one cluster may have (2,000 measured on 2 cores: benchmarks/speed.py)
+MAX_GPU_NODES = 5000
+#: Node creations in flight at once (the API server admits them in parallel)
+CREATE_PARALLEL = 8
 
 #: what kwokctl starts (its pid files are named after them)
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
@@ -161,6 +193,8 @@ class OfflineCluster:
 
     def __init__(self, spec: OfflineClusterSpec) -> None:
         self.spec = spec
+        #: processes this object killed itself: still ours while they exit
+        self._exiting: set[int] = set()
         self.dir = clusters_root() / spec.name
         self.kwok_dir = kwok_workdir() / "clusters" / spec.name
 
@@ -199,20 +233,73 @@ class OfflineCluster:
                               # must not make them exit (with leader election they do)
                               "--extra-args", "kube-controller-manager=leader-elect=false",
                               "--extra-args", "kube-scheduler=leader-elect=false",
+                              *self._real_node_args(),
                               timeout=self.spec.timeouts["api-ready"]
                               + self.spec.timeouts["kwokctl"], log=log)
             self._protect_secrets()
             log(f"control plane up on https://127.0.0.1:{port} "
                 f"({time.monotonic() - started:.1f}s)")
             self._create_nodes(sku, log)
+            simulator.start(self.kubeconfig, self.dir, plugin_grace=self.spec.plugin_grace,
+                            log=log, wait=self.spec.timeouts["api-ready"])
+            if self.spec.node == "real":
+                self._real_node_up(sku, log)
         except BaseException:
             log("start failed; removing the partial cluster")
             self.down(log=lambda _line: None)
             raise
+        real = (f" + real node {self.real_node_name} ({self.spec.real_gpus} GPUs)"
+                if self.spec.node == "real" else "")
         log(f"cluster {self.spec.name!r} ready in {time.monotonic() - started:.1f}s: "
             f"1 system node, {self.spec.gpu_nodes} GPU node(s) x {self.spec.gpus_per_node} "
-            f"{sku.device_name} ({sku.vm_size})")
+            f"{sku.device_name} ({sku.vm_size}){real}")
         return self.kubeconfig
+
+    # --- the real node ----------------------------------------------------------------------
+    @property
+    def real_node_dir(self) -> Path:
+        return self.dir / "real-node"
+
+    @property
+    def real_node_name(self) -> str:
+        from gpu_conformance.realnode import config as realnode_config
+
+        return realnode_config.DEFAULT_NODE_NAME
+
+    def _real_node_args(self) -> list[str]:
+        """kwok keeps to the simulated nodes (annotated kwok.x-k8s.io/node=fake) and leaves
+        the real node, its pods and their status to the real kubelet."""
+        if self.spec.node != "real":
+            return []
+        return ["--extra-args", "kwok-controller=manage-all-nodes=false",
+                "--extra-args",
+                "kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"]
+
+    def _real_node(self, sku: gpus.GpuSku | None = None) -> Any:
+        from gpu_conformance.realnode.labels import gpu_labels
+        from gpu_conformance.realnode.node import RealNode, RealNodeSpec
+
+        labels: dict[str, str] = {}
+        if sku is not None:
+            labels = gpu_labels(self.spec.real_gpus, self.spec.gpus_per_node, sku.device_name)
+            labels.update(self.spec.extra_node_labels)
+        return RealNode(RealNodeSpec(
+            work_dir=self.real_node_dir, node_name=self.real_node_name,
+            gpu_mode="nvidia" if self.spec.real_gpus == "nvidia" else "fake",
+            fake_gpus=self.spec.gpus_per_node, device_name=sku.device_name if sku else "",
+            labels=labels,
+            # kwokctl's API server reaches kubelets without a client certificate
+            anonymous_kubelet_api=True,
+            container_runtime="nvidia-cdi",
+        ))
+
+    def _real_node_up(self, sku: gpus.GpuSku, log: Log) -> None:
+        from gpu_conformance.realnode.node import ControlPlaneAccess
+
+        self._real_node(sku).up(ControlPlaneAccess.from_kwok_cluster(self.kubeconfig), log)
+        if self.spec.taint_gpu_nodes:
+            core = client.CoreV1Api(new_api_client(self.kubeconfig, None))
+            call(core.patch_node, self.real_node_name, {"spec": {"taints": [dict(nodes.GPU_TAINT)]}})
 
     def _protect_secrets(self) -> None:
         """Private keys and the kubeconfig readable by their owner alone (kwokctl leaves the
@@ -248,7 +335,9 @@ class OfflineCluster:
             default_file.write_text(_to_cri(PROFILES["tf-mnist"].reference_log(sku.device_name)))
             for profile in PROFILES.values():
                 target = logs_dir / f"{profile.name}.log"
-                target.write_text(_to_cri(profile.reference_log(sku.device_name)))
+                text = (profile.reference_log(sku.device_name, self.spec.gpus_per_node)
+                        if profile.all_gpus else profile.reference_log(sku.device_name))
+                target.write_text(_to_cri(text))
                 containers = [profile.name]
                 if profile.name == "tf-mnist":
                     containers.append(SEED_JOB_CONTAINER)
@@ -283,6 +372,8 @@ class OfflineCluster:
         (self.dir / "spec.json").write_text(json.dumps({
             "gpu_nodes": self.spec.gpu_nodes, "gpus_per_node": self.spec.gpus_per_node,
             "vm_size": sku.vm_size, "device_name": sku.device_name,
+            "plugin_grace": self.spec.plugin_grace, "unhealthy": self.spec.unhealthy,
+            "node": self.spec.node, "real_gpus": self.spec.real_gpus,
         }))
         return target
 
@@ -292,10 +383,12 @@ class OfflineCluster:
         taints = [dict(nodes.GPU_TAINT)] if self.spec.taint_gpu_nodes else None
         manifests = [nodes.system_node("aks-system-00000000")]
         manifests += [
-            nodes.gpu_node(gpu_node_name(i), sku, self.spec.gpus_per_node, taints=taints)
+            nodes.gpu_node(gpu_node_name(i), sku, self.spec.gpus_per_node, taints=taints,
+                           healthy=self.spec.unhealthy.get(gpu_node_name(i)),
+                           plugin_managed=True)
             for i in range(self.spec.gpu_nodes)
         ]
-        for manifest in manifests:
+        def create(manifest: dict[str, Any]) -> None:
             manifest["metadata"]["labels"].update(self.spec.extra_node_labels)
             try:
                 call(core.create_node, manifest)
@@ -303,6 +396,10 @@ class OfflineCluster:
                 if not is_conflict(exc):
                     raise ClusterError(f"cannot create node {manifest['metadata']['name']}: "
                                        f"{one_line(exc)}") from None
+
+        with ThreadPoolExecutor(max_workers=CREATE_PARALLEL) as pool:
+            for _ in pool.map(create, manifests):  # re-raises the first failure
+                pass
         wanted = {m["metadata"]["name"] for m in manifests}
 
         def ready(items: list[Any]) -> Verdict:
@@ -320,6 +417,12 @@ class OfflineCluster:
     def down(self, log: Log = _say) -> bool:
         """Stop every process and remove the cluster's files; False if there was nothing."""
         existed = self.exists()
+        if (self.real_node_dir / "node.json").is_file():
+            try:
+                self._real_node().down(log, delete_node=False)
+            except Exception as exc:  # the control plane goes next: never leave it running
+                log(f"stopping the real node failed: {one_line(exc)}")
+        simulator.stop(self.dir, self.spec.timeouts["process-stop"])
         # read before kwokctl removes its pid files: its delete returns before the processes
         # have exited, and "down" must mean no process is left
         started = self.pids()
@@ -336,7 +439,7 @@ class OfflineCluster:
                                   timeout=self.spec.timeouts["kwokctl"], log=log)
             except ClusterError as exc:
                 log(f"kwokctl delete failed ({exc}); stopping the processes directly")
-        self._stop(started, log)
+        self._stop(started, log, known=True)
         shutil.rmtree(self.kwok_dir, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
         if existed:
@@ -363,19 +466,26 @@ class OfflineCluster:
             return False
         return _alive(pid) and str(self.kwok_dir).encode() in cmdline
 
-    def _stop(self, pids: list[int], log: Log) -> None:
-        """SIGTERM what is still running, wait (bounded) for it to exit, then SIGKILL."""
-        for pid in [p for p in pids if self._ours(p)]:
+    def _stop(self, pids: list[int], log: Log, *, known: bool = False) -> None:
+        """SIGTERM what is still running, wait (bounded) for it to exit, then SIGKILL and wait
+        until it is gone. Which pids are ours is decided once, before any signal: an exiting
+        process's command line reads empty while it still holds its sockets."""
+        targets = [p for p in pids if ((known or p in self._exiting) and _alive(p))
+                   or self._ours(p)]
+        for pid in targets:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         grace = self.spec.timeouts["process-stop"]
         deadline = time.monotonic() + grace
-        while any(self._ours(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)  # these are not our children: there is nothing to wait() on
-        for pid in [p for p in pids if self._ours(p)]:
+        while any(_alive(p) for p in targets) and time.monotonic() < deadline:
+            time.sleep(0.05)  # mostly not our children: there is nothing to wait() on
+        for pid in [p for p in targets if _alive(p)]:
             log(f"process {pid} ignored SIGTERM for {grace:g}s; killing it")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + grace
+        while any(_alive(p) for p in targets) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     # --- status and supervision -----------------------------------------------------------
     def components(self) -> dict[str, bool]:
@@ -390,6 +500,7 @@ class OfflineCluster:
                 found[name] = False
                 continue
             found[name] = self._ours(pid)
+        found["device-plugin-simulator"] = simulator.running(self.dir)
         return found
 
     def broken(self) -> list[str]:
@@ -407,6 +518,7 @@ class OfflineCluster:
         argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
         cwd = os.readlink(f"/proc/{pid}/cwd")
         if crash:
+            self._exiting.add(pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self._stop([pid], log)
@@ -457,14 +569,22 @@ def _last_error(text: str) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Running, or exiting (a killed process's leader turns zombie while its other threads
+    still close its files and sockets: only when they are gone is it dead)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # our own child (a restarted component): reap it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and ") Z " in stat.read_text())
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return False
+    return ") Z " not in stat or threads > 1
 
 
 def _node_ready(node: Any) -> bool:

@@ -83,6 +83,9 @@ CORE: tuple[Opt, ...] = (
         "guide's DaemonSet as written) or a path", "current"),
     Opt("--workload", "gpu_workload",
         "workload profile(s), comma-separated, or 'all' (see docs/workloads.md)", "tf-mnist"),
+    Opt("--gpus-per-job", "gpu_gpus_per_job",
+        "nvidia.com/gpu each workload Job asks for (all-GPU profiles such as nccl-allreduce ask "
+        "for every GPU of their node)", 1, "int"),
     Opt("--workload-nodes", "gpu_workload_nodes",
         "GPU nodes each workload profile runs on: all, one, or a number N (the first N by name)",
         "all"),
@@ -94,6 +97,10 @@ CORE: tuple[Opt, ...] = (
     Opt("--min-accuracy", "gpu_min_accuracy",
         "the last accuracy a training workload logs must reach (default: the profile's)",
         None, "float"),
+    Opt("--gpu-gate", "gpu_gates",
+        "override a health or performance gate, NAME=VALUE or NAME=off (repeatable): h2d, d2h, "
+        "p2p, nccl-busbw, nccl-bytes, nccl-ranks, dram-ecc, sram-correctable, "
+        "sram-uncorrectable, remapped-uncorrectable, retired-pages (docs/health.md)", [], "list"),
     Opt("--gpu-timeout", "gpu_timeouts",
         "override a named timeout, NAME=SECONDS (repeatable); see README for names", [], "list"),
     Opt("--gpu-report-dir", "gpu_report_dir", "where summary.md, summary.json, summary.html and "
@@ -126,6 +133,15 @@ AKS: tuple[Opt, ...] = (
          "provisioning", False, "bool"),
 )
 
+KWOK: tuple[Opt, ...] = (
+    Opt("--node", "kwok_node", "kwok: simulated GPU nodes only, or real: add a real node on this "
+        "host (kubelet, containerd, runc; root; simulated GPU nodes then default to 0)",
+        "simulated", choices=("simulated", "real"), backend="kwok"),
+    Opt("--real-gpus", "kwok_real_gpus", "kwok --node real: the real node's GPUs, fake (a test "
+        "device plugin, --gpus-per-node of them) or nvidia (this host's, through CDI)", "fake",
+        choices=("fake", "nvidia"), backend="kwok"),
+)
+
 KIND: tuple[Opt, ...] = (
     Opt("--kind-image", "kind_image", "kindest/node image of the kind cluster", backend="kind",
         pytest_kind=True, ini_key="gpu_kind_image"),
@@ -147,7 +163,7 @@ KIND: tuple[Opt, ...] = (
         [], "list", backend="kind"),
 )
 
-OPTIONS: tuple[Opt, ...] = CORE + AKS + KIND
+OPTIONS: tuple[Opt, ...] = CORE + KWOK + AKS + KIND
 BY_DEST: dict[str, Opt] = {o.dest: o for o in OPTIONS}
 
 

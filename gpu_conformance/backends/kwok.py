@@ -35,16 +35,25 @@ class KwokBackend(BaseBackend):
                          f"cluster down --name {name}")
             log(f"reusing the offline cluster {self.cluster.spec.name!r} (kept by an earlier run)")
         sku = self.cluster.spec.sku()
+        real = self.cluster.spec.node == "real"
+        properties = {"simulated_vm_size": sku.vm_size, "simulated": "false" if real else "true"}
+        if real:
+            properties.update(real_node=self.cluster.real_node_name,
+                              real_gpus=self.cluster.spec.real_gpus)
         return ClusterHandle(
             kubeconfig=kubeconfig, context=None, name=self.cluster.spec.name,
             traits=Traits(owns_cluster=self._created, kept=self.keep or not self._created,
-                          simulated=True),
-            expected_gpu=sku.device_name,
-            properties={"simulated_vm_size": sku.vm_size, "simulated": "true"},
+                          simulated=not real),
+            # nvidia GPUs: each node pool's expected GPU comes from its labels (from NVML)
+            expected_gpu=None if real and self.cluster.spec.real_gpus == "nvidia"
+            else sku.device_name,
+            properties=properties,
         )
 
     def peek_gpu_nodes(self, touch_cluster: bool) -> list[str] | None:
         """A fresh cluster's GPU nodes are named by the spec; a kept one's are read from it."""
+        if self.cluster.spec.node == "real" and not self.cluster.exists():
+            return [*self.cluster.spec.gpu_node_names(), self.cluster.real_node_name]
         if self.cluster.exists():
             return read_gpu_node_names(self.cluster.kubeconfig, None) if touch_cluster else None
         return self.cluster.spec.gpu_node_names()
@@ -66,8 +75,12 @@ def create(settings: Settings, run_id: str) -> KwokBackend:
     # sweep (which removes gpu-conformance-<pid of a dead run>) leaves it alone
     name = settings.cluster_name or (DEFAULT_NAME if settings.keep_cluster
                                      else f"gpu-conformance-{os.getpid()}")
+    node = settings.values["kwok_node"]
+    gpu_nodes = settings.gpu_nodes
+    if node == "real" and settings.values.source("gpu_nodes") == "default":
+        gpu_nodes = 0  # the real node alone, unless simulated ones are asked for too
     return KwokBackend(OfflineClusterSpec(
-        name=name, gpu_nodes=settings.gpu_nodes, gpus_per_node=settings.gpus_per_node,
+        name=name, gpu_nodes=gpu_nodes, gpus_per_node=settings.gpus_per_node,
         gpu_product=settings.gpu_product, taint_gpu_nodes=settings.taint_gpu_nodes,
-        timeouts=settings.timeouts,
+        timeouts=settings.timeouts, node=node, real_gpus=settings.values["kwok_real_gpus"],
     ), keep=settings.keep_cluster)

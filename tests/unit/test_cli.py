@@ -45,8 +45,8 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--gpu-nodes", "-1"], "--gpu-nodes must be between 0 and 200, got -1"),
-    (["--gpu-nodes", "201"], "--gpu-nodes must be between 0 and 200, got 201"),
+    (["--gpu-nodes", "-1"], "--gpu-nodes must be between 0 and 5000, got -1"),
+    (["--gpu-nodes", "5001"], "--gpu-nodes must be between 0 and 5000, got 5001"),
     (["--gpus-per-node", "0"], "--gpus-per-node must be between 1 and 64, got 0"),
     (["--name", "Foo_Bar"],
      "bad cluster name 'Foo_Bar': use lowercase letters, digits and '-' (max 40)"),

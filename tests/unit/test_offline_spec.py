@@ -24,12 +24,14 @@ def test_defaults_are_valid() -> None:
     ({"name": "trail-"}, "bad cluster name 'trail-': use lowercase letters, digits and '-' (max 40)"),
     ({"name": "a" * 41}, f"bad cluster name {'a' * 41!r}: use lowercase letters, digits and '-' (max 40)"),
     ({"name": ""}, "bad cluster name '': use lowercase letters, digits and '-' (max 40)"),
-    ({"gpu_nodes": -1}, "--gpu-nodes must be between 0 and 200, got -1"),
-    ({"gpu_nodes": 201}, "--gpu-nodes must be between 0 and 200, got 201"),
+    ({"gpu_nodes": -1}, "--gpu-nodes must be between 0 and 5000, got -1"),
+    ({"gpu_nodes": 5001}, "--gpu-nodes must be between 0 and 5000, got 5001"),
     ({"gpus_per_node": 0}, "--gpus-per-node must be between 1 and 64, got 0"),
     ({"gpus_per_node": 65}, "--gpus-per-node must be between 1 and 64, got 65"),
     ({"port": 0}, "--port must be between 1 and 65535, got 0"),
     ({"port": 65536}, "--port must be between 1 and 65535, got 65536"),
+    ({"node": "virtual"}, "--node must be 'simulated' or 'real', got 'virtual'"),
+    ({"real_gpus": "amd"}, "--real-gpus must be 'fake' or 'nvidia', got 'amd'"),
 ])
 def test_validate_rejects(changes: dict[str, object], message: str) -> None:
     spec = OfflineClusterSpec(**changes)  # type: ignore[arg-type]
@@ -138,3 +140,31 @@ def test_system_node_has_no_gpu() -> None:
     manifest = nodes.system_node("aks-system-00000000")
     assert gpus.GPU_RESOURCE not in manifest["status"]["capacity"]
     assert gpus.looks_like_gpu_node(manifest["metadata"]["labels"], manifest["status"]["capacity"]) is None
+
+
+# --- the real node -------------------------------------------------------------------------------
+
+def test_a_real_node_cluster_tells_kwok_to_manage_only_the_simulated_nodes() -> None:
+    """kwok's controller manages every node by default and would fight the real kubelet over
+    the node's status and its pods; simulated nodes carry the annotation it then selects."""
+    from gpu_conformance.offline import OfflineCluster
+
+    assert OfflineCluster(OfflineClusterSpec(name="a"))._real_node_args() == []
+    args = OfflineCluster(OfflineClusterSpec(name="a", node="real"))._real_node_args()
+    assert args == ["--extra-args", "kwok-controller=manage-all-nodes=false", "--extra-args",
+                    "kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"]
+    simulated = nodes.gpu_node("aks-gpu-00000000", gpus.resolve_product(None), 1)
+    assert simulated["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+
+
+@pytest.mark.parametrize(("given", "expected"), [({}, (0, "real")), ({"gpu_nodes": 3}, (3, "real"))])
+def test_the_kwok_backend_with_a_real_node_adds_simulated_gpu_nodes_only_when_asked(
+        given: dict[str, object], expected: tuple[int, str]) -> None:
+    from gpu_conformance.backends import kwok
+    from gpu_conformance.settings import Settings
+
+    settings = Settings.from_mapping({"node": "real", **given}, env={})
+    backend = kwok.create(settings, "run")
+    assert (backend.cluster.spec.gpu_nodes, backend.cluster.spec.node) == expected
+    assert backend.cluster.spec.real_gpus == "fake"
+    assert kwok.create(Settings.from_mapping({}, env={}), "run").cluster.spec.gpu_nodes == 2
