@@ -229,13 +229,17 @@ def join(api: client.ApiClient, plugin: SharedPlugin, run_id: str) -> bool:
 
 
 def leave(api: client.ApiClient, plugin: SharedPlugin, run_id: str, log: Log,
-          dead: set[str] | None = None) -> None:
+          dead: set[str] | None = None, *, keep: bool = False) -> None:
     """Remove this run (and ``dead`` runs) from the users; the last one out deletes the plugin
-    and the namespace gpu-conformance created for it."""
+    and the namespace gpu-conformance created for it (``keep``: leaves it for the next run)."""
     apps = client.AppsV1Api(api)
     gone = {run_id, *(dead or ())}
     ds: Any = _update_users(apps, plugin, lambda users: [u for u in users if u not in gone])
     if ds is None or users_of(ds):
+        return
+    if keep:
+        log(f"the device plugin DaemonSet {plugin.namespace}/{plugin.name} stays with the kept "
+            "cluster; the next run uses it")
         return
     try:
         call(apps.delete_namespaced_daemon_set, plugin.name, plugin.namespace,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from gpu_conformance.backends import FLEET_BACKEND
 from gpu_conformance.errors import ExitCode, UsageError
 from gpu_conformance.paths import project_dir
 
@@ -115,15 +116,15 @@ def run(argv: Sequence[str]) -> int:
         return run_one(args + ([f"--kube-context={contexts}"] if contexts else []))
     kubeconfig, args = _take(args, "--kubeconfig")
     backend, args = _take(args, "--backend")
-    if backend not in (None, "attach"):
-        raise UsageError(f"a fleet is validated with --backend attach, not {backend}")
+    if backend not in (None, FLEET_BACKEND):
+        raise UsageError(f"a fleet is validated with --backend {FLEET_BACKEND}, not {backend}")
     report_dir, args = _take(args, REPORT_DIR_OPTION)
     reports = Path(report_dir or "reports")
     targets = fleet_targets(contexts, fleet_file, kubeconfig)
     codes: dict[str, int] = {}
     for target in targets:
         folder = reports / target.name
-        command = [sys.executable, "-m", "gpu_conformance", "run", "--backend", "attach",
+        command = [sys.executable, "-m", "gpu_conformance", "run", "--backend", FLEET_BACKEND,
                    f"{REPORT_DIR_OPTION}={folder}", f"--junitxml={folder / 'junit.xml'}"]
         if target.kubeconfig:
             command.append(f"--kubeconfig={target.kubeconfig}")

@@ -78,6 +78,7 @@ class RunContext:
         #: namespaces the run deleted and waits for (together) before it ends
         self._deleted: list[str] = []
         self._outlives = True
+        self._traits: Traits | None = None
 
     @classmethod
     def create(cls, settings: Settings, log: Log) -> RunContext:
@@ -96,6 +97,7 @@ class RunContext:
                            lambda: self.backend.down(self.log, keep=keep))
         handle = self.backend.up(self.log)
         self._outlives = handle.traits.kept or not handle.traits.owns_cluster
+        self._traits = handle.traits
         self.cleanups.push("wait for the run's deletions", self._await_deletions)
         api = self._api = new_api_client(handle.kubeconfig, handle.context)
         self.cleanups.push("close the API client", api.close)
@@ -148,6 +150,9 @@ class RunContext:
         """One wait for every namespace the run deleted, where the cluster outlives the run."""
         if not self._deleted or not self._outlives or self._api is None:
             return
+        if self._traits is not None and not self._traits.await_deletions:
+            self.log(f"namespace(s) {', '.join(sorted(self._deleted))} are being deleted")
+            return
         core, wanted = client.CoreV1Api(self._api), set(self._deleted)
 
         def gone(items: list[Any]) -> Verdict:
@@ -168,6 +173,15 @@ class RunContext:
         self.backend.adapt_plugin(objects)
         digest = coordination.manifest_digest(objects)
         found = device_plugin.find_existing(apps)
+        if mode != "existing" and self._traits is not None and self._traits.keeps_plugin:
+            # a kept cluster's plugin from another manifest, no run using it: replace it
+            stale = [d for d in found if coordination.is_managed(d) and not coordination.users_of(d)
+                     and _annotation(d, coordination.MANIFEST_ANNOTATION) != digest]
+            for ds in stale:
+                coordination.leave(api, SharedPlugin(ds.metadata.namespace, ds.metadata.name),
+                                   self.run_id, self.log)
+            if stale:
+                found = device_plugin.find_existing(apps)
         theirs = [d for d in found if not coordination.is_managed(d)]
         if mode in ("auto", "existing") and theirs:
             ref = device_plugin.ref_for(theirs[0], installed_by_run=False)
@@ -250,7 +264,8 @@ class RunContext:
                  field_selector=f"metadata.name={name}")
 
     def _leave_and_track(self, api: client.ApiClient, plugin: SharedPlugin) -> None:
-        coordination.leave(api, plugin, self.run_id, self.log)
+        keep = self._traits is not None and self._traits.keeps_plugin
+        coordination.leave(api, plugin, self.run_id, self.log, keep=keep)
         try:
             ns = call(client.CoreV1Api(api).read_namespace, plugin.namespace)
         except Exception as exc:

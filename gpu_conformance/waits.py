@@ -46,6 +46,7 @@ def wait_for(
     progress: Log | None = None,
     clock: Callable[[], float] = time.monotonic,
     recheck_every: float | None = None,
+    watch_seconds: float = WATCH_CHUNK_SECONDS,
     **list_kwargs: Any,
 ) -> list[Any]:
     """List, then watch ``list_fn`` until ``evaluate`` says done; never longer than ``timeout``."""
@@ -90,7 +91,7 @@ def wait_for(
             raise timed_out()
         # recheck_every: states that change with time alone (e.g. "unschedulable for 10 s")
         # need a fresh look even when no event arrives
-        chunk = max(1, int(min(remaining, recheck_every or WATCH_CHUNK_SECONDS, WATCH_CHUNK_SECONDS)))
+        chunk = max(1, int(min(remaining, recheck_every or watch_seconds, watch_seconds)))
         stream = watch.Watch()
         try:
             for event in stream.stream(

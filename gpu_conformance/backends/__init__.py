@@ -17,6 +17,8 @@ BACKENDS = {
     "aks": "gpu_conformance.backends.aks",
     "kind": "gpu_conformance.backends.kind",
 }
+#: the backend a fleet's clusters are validated with (each cluster is reached, not made)
+FLEET_BACKEND = "attach"
 
 
 def create(settings: Settings, run_id: str) -> ClusterBackend:

@@ -27,6 +27,13 @@ class Traits:
     kept: bool
     #: the GPU nodes are simulated (no GPU, driver or real device plugin behind them)
     simulated: bool
+    #: a device plugin the run installed stays for the next run (a kept offline cluster:
+    #: the plugin is part of it, as a real cluster's is); the run still leaves its users list
+    keeps_plugin: bool = False
+    #: cleanup waits until the namespaces the run deleted are gone (a cluster others use is
+    #: left exactly as found); False where this tool alone uses the cluster and nothing
+    #: depends on the deletion having finished
+    await_deletions: bool = True
 
     def to_dict(self) -> dict[str, bool]:
         return asdict(self)

@@ -43,7 +43,12 @@ class KwokBackend(BaseBackend):
         return ClusterHandle(
             kubeconfig=kubeconfig, context=None, name=self.cluster.spec.name,
             traits=Traits(owns_cluster=self._created, kept=self.keep or not self._created,
-                          simulated=not real),
+                          simulated=not real,
+                          # a kept offline cluster is this tool's: its plugin stays installed
+                          # and deletions finish behind the run (the next run's namespaces
+                          # have their own names; a plugin namespace still terminating is
+                          # awaited by the run that recreates it)
+                          keeps_plugin=self.keep or not self._created, await_deletions=False),
             # nvidia GPUs: each node pool's expected GPU comes from its labels (from NVML)
             expected_gpu=None if real and self.cluster.spec.real_gpus == "nvidia"
             else sku.device_name,

@@ -34,7 +34,9 @@ from gpu_conformance.timeouts import Timeouts
 from gpu_conformance.verdict import Verdict
 from gpu_conformance.waits import wait_for
 
-RECHECK_SECONDS = 5  # pods and nodes change without a DaemonSet event: look again this often
+#: every pod or node change that matters moves the DaemonSet's status (an event), so one
+#: watch follows the whole rollout (a node labelled GPU later is seen when it ends)
+WATCH_SECONDS = 120
 NAMES_SHOWN = 5  # failure messages name this many nodes, then "and N more"
 
 
@@ -72,11 +74,15 @@ class RolloutReport:
         return [g for g in self.gaps if g.reachable]
 
     @property
-    def summary(self) -> str:
+    def counters_line(self) -> str:
         c = self.counters
-        return (f"{len(self.ready_nodes)}/{self.gpu_nodes} plugin pods ready on GPU nodes; "
-                f"DaemonSet desired={c['desired']} current={c['current']} "
+        return (f"DaemonSet desired={c['desired']} current={c['current']} "
                 f"updated={c['updated']} ready={c['ready']} available={c['available']}")
+
+    @property
+    def summary(self) -> str:
+        return f"{len(self.ready_nodes)}/{self.gpu_nodes} plugin pods ready on GPU nodes; " \
+            f"{self.counters_line}"
 
     def gaps_line(self) -> str:
         """The missing nodes, summarized: count, the first few with reasons."""
@@ -196,6 +202,13 @@ def check(api: client.ApiClient, plugin: PluginRef, timeouts: Timeouts, progress
             return Verdict(False, f"DaemonSet {where} not found",
                            final=f"DaemonSet {where} does not exist")
         ds = items[0]
+        counters = judge(ds, [], [])
+        if not counters.caught_up:
+            # the controller is still creating pods or they are not all ready: its status
+            # changes (an event) as they do; pods and nodes are read once it caught up, so a
+            # rollout over 2,000 nodes costs the requests one over 2 does
+            last[:] = [counters]
+            return Verdict(False, counters.counters_line)
         nodes = find_gpu_nodes(call(core.list_node).items)
         if not nodes:
             return Verdict(False, "no GPU node", final="the cluster has no GPU node at all")
@@ -212,7 +225,7 @@ def check(api: client.ApiClient, plugin: PluginRef, timeouts: Timeouts, progress
     try:
         wait_for(description, apps.list_namespaced_daemon_set, evaluate,
                  timeout=timeouts["plugin-rollout"], timeout_name="plugin-rollout",
-                 progress=progress, recheck_every=RECHECK_SECONDS, namespace=plugin.namespace,
+                 progress=progress, watch_seconds=WATCH_SECONDS, namespace=plugin.namespace,
                  field_selector=f"metadata.name={plugin.name}")
     except FinalStateError as exc:
         return Outcome(False, str(exc))

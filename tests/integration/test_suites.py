@@ -223,9 +223,20 @@ def test_keep_cluster_keeps_it_and_the_next_run_reuses_it(run_suites: Callable[.
         first = run_suites("--keep-cluster", f"--cluster-name={name}", "-k", "capacity")
         passed(first)
         assert cluster.exists() and cluster.pids()
+        assert "stays with the kept cluster; the next run uses it" in first.output
         second = run_suites("--keep-cluster", f"--cluster-name={name}", "-k", "capacity")
         passed(second)
         assert f"reusing the offline cluster '{name}'" in second.output
+        # the kept cluster's plugin is used, not reinstalled; deletions are not awaited
+        assert "sharing the device plugin DaemonSet gpu-resources/nvidia-device-plugin-daemonset" \
+            in second.output
+        assert "created DaemonSet" not in second.output and "all gone" not in second.output
+        # another manifest replaces the kept plugin (no run uses it)
+        third = run_suites("--keep-cluster", f"--cluster-name={name}", "-k", "capacity",
+                           "--plugin-manifest", "seed")
+        passed(third)
+        assert "removed the shared device plugin DaemonSet" in third.output
+        assert "created DaemonSet gpu-resources/nvidia-device-plugin-daemonset" in third.output
     finally:
         cluster.down(log=lambda _line: None)
 
@@ -265,3 +276,32 @@ def test_capacity_follows_the_plugin_in_the_simulation(
         seen.append(gpus())
         time.sleep(0.2)
     assert ("1", "0") in seen and seen[-1] == ("0", "0"), seen
+
+
+def test_daemonset_counters_that_disagree_fail_the_counters_check(
+        make_cluster: Callable[..., OfflineCluster], kubectl: Callable[..., Any],
+        run_suites: Callable[..., Suites]) -> None:
+    """An OnDelete DaemonSet whose template changed: its pods are never replaced, so
+    updatedNumberScheduled stays below desired (a rollout that never happens)."""
+    cluster = make_cluster(gpu_nodes=2)
+    kubectl(cluster, "apply", "-f", str(REPO / "manifests" / "current" / "nvidia-device-plugin.yaml"))
+    ds = ["-n", "gpu-resources", "daemonset/nvidia-device-plugin-daemonset"]
+    kubectl(cluster, "rollout", "status", *ds, "--timeout=120s")
+    kubectl(cluster, "patch", *ds, "--type=merge",
+            "-p", '{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}')
+    kubectl(cluster, "patch", *ds, "--type=merge",
+            "-p", '{"spec":{"template":{"metadata":{"annotations":{"changed":"yes"}}}}}')
+    result = run_suites(*attach_args(cluster), "--plugin", "existing", "-k", "counters_agree", "-v",
+                        "--gpu-timeout", "plugin-rollout=8")
+    failed_with(result, "test_plugin_daemonset_counters_agree FAILED",
+                "DaemonSet counters disagree: desired=3, updated=0", "plugin-rollout timeout")
+
+
+def test_a_cluster_without_gpu_nodes_fails_rollout_capacity_and_workload(
+        make_cluster: Callable[..., OfflineCluster], run_suites: Callable[..., Suites]) -> None:
+    cluster = make_cluster(gpu_nodes=0)
+    result = run_suites(*attach_args(cluster), "-v", "--gpu-timeout", "unschedulable-grace=5")
+    failed_with(result, "the cluster has no GPU node at all",
+                "test_gpu_capacity_and_allocatable[no-gpu-node-found] FAILED",
+                "Insufficient nvidia.com/gpu")
+    assert " passed" not in result.output.splitlines()[-1], result.output[-2000:]
