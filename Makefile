@@ -47,8 +47,10 @@ offline-aks: venv
 	    --aks-resource-group rg-dry --run-id dry > /dev/null && echo "AKS tests and plan: no network used"; \
 	else echo "unshare -n not permitted here: AKS tests ran in 'make unit' with network present"; fi
 
+# walk vs suite, fresh and kept runs, 200/1,000/2,000 nodes, wait reaction -> benchmarks/results.json
 bench: binaries
 	$(BIN)/python benchmarks/cluster_up.py
+	$(BIN)/python benchmarks/speed.py
 
 # the README's options and timeouts tables, from gpu_conformance/options.py and timeouts.py
 docs: venv
