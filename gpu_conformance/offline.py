@@ -273,6 +273,33 @@ class OfflineCluster:
 
         return realnode_config.DEFAULT_NODE_NAME
 
+    def _nvidia_node_inputs(self, log: Log) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+        """This host's GPUs for the real node, as scripts/real_node_gpu_host.sh prepares them:
+        a CDI spec from nvidia-ctk (driver root /usr/local/nvidia) and the images built here
+        (NVIDIA's plugin, nvidia-smi, cuda-vectoradd when nvcc is there)."""
+        from gpu_conformance.realnode import gpu_images, programs
+
+        driver_root = Path(os.environ.get("GPU_CONFORMANCE_DRIVER_ROOT", "/usr/local/nvidia"))
+        if not Path("/dev/nvidiactl").exists() or not driver_root.is_dir():
+            raise ClusterError("--real-gpus nvidia needs an NVIDIA GPU host: /dev/nvidiactl and the "
+                               f"driver under {driver_root} (GPU_CONFORMANCE_DRIVER_ROOT)",
+                               hint="on a host without GPUs use --real-gpus fake")
+        paths = programs.ensure(programs.NVIDIA_FAMILIES, log)
+        cdi_dir = self.dir / "cdi"
+        cdi_dir.mkdir(exist_ok=True)
+        generate = [str(paths["nvidia-ctk"]), "cdi", "generate", "--driver-root", str(driver_root),
+                    "--dev-root", "/", "--nvidia-cdi-hook-path", str(paths["nvidia-cdi-hook"]),
+                    "--device-name-strategy", "index", "--device-name-strategy", "uuid",
+                    "--output", str(cdi_dir / "nvidia.yaml")]
+        done = subprocess.run(generate, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise ClusterError(f"nvidia-ctk cdi generate failed: {_last_error(done.stderr)}")
+        nvcc = Path(os.environ.get("NVCC", "/usr/local/cuda/bin/nvcc"))
+        archives = gpu_images.build_gpu_host_images(
+            paths, self.dir / "images", driver_root=driver_root,
+            nvcc=nvcc if nvcc.is_file() else None, python=None, log=log)
+        return (cdi_dir,), tuple(archives)
+
     def _real_node_args(self) -> list[str]:
         """kwok keeps to the simulated nodes (annotated kwok.x-k8s.io/node=fake) and leaves
         the real node, its pods and their status to the real kubelet."""
@@ -303,7 +330,10 @@ class OfflineCluster:
     def _real_node_up(self, sku: gpus.GpuSku, log: Log) -> None:
         from gpu_conformance.realnode.node import ControlPlaneAccess
 
-        self._real_node(sku).up(ControlPlaneAccess.from_kwok_cluster(self.kubeconfig), log)
+        node = self._real_node(sku)
+        if self.spec.real_gpus == "nvidia":
+            node.spec.cdi_spec_dirs, node.spec.image_archives = self._nvidia_node_inputs(log)
+        node.up(ControlPlaneAccess.from_kwok_cluster(self.kubeconfig), log)
         if self.spec.taint_gpu_nodes:
             core = client.CoreV1Api(new_api_client(self.kubeconfig, None))
             call(core.patch_node, self.real_node_name, {"spec": {"taints": [dict(nodes.GPU_TAINT)]}})

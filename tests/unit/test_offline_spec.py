@@ -168,3 +168,17 @@ def test_the_kwok_backend_with_a_real_node_adds_simulated_gpu_nodes_only_when_as
     assert (backend.cluster.spec.gpu_nodes, backend.cluster.spec.node) == expected
     assert backend.cluster.spec.real_gpus == "fake"
     assert kwok.create(Settings.from_mapping({}, env={}), "run").cluster.spec.gpu_nodes == 2
+
+
+def test_nvidia_gpus_on_a_host_without_them_is_one_clear_error(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpu_conformance.errors import ClusterError
+    from gpu_conformance.offline import OfflineCluster
+
+    if Path("/dev/nvidiactl").exists():
+        pytest.skip("this host has NVIDIA GPUs")
+    monkeypatch.setenv("GPU_CONFORMANCE_DRIVER_ROOT", str(tmp_path / "none"))
+    cluster = OfflineCluster(OfflineClusterSpec(name="a", node="real", real_gpus="nvidia"))
+    with pytest.raises(ClusterError, match=r"--real-gpus nvidia needs an NVIDIA GPU host") as info:
+        cluster._nvidia_node_inputs(lambda _line: None)
+    assert info.value.hint == "on a host without GPUs use --real-gpus fake"
