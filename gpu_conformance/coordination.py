@@ -283,14 +283,18 @@ class SweepResult:
     plugins: list[str]
 
 
-def sweep(api: client.ApiClient, log: Log, *, keep: set[str] | None = None) -> SweepResult:
-    """Remove what dead runs left: their namespaces and their places in shared plugins."""
+def sweep(api: client.ApiClient, log: Log, *, keep: set[str] | None = None,
+          keep_plugins: bool = False) -> SweepResult:
+    """Remove what dead runs left: their namespaces and their places in shared plugins
+    (``keep_plugins``: a plugin nobody uses stays, as a kept offline cluster's does)."""
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     keep = keep or set()
     labelled: list[Any] = call(core.list_namespace, label_selector=RUN_LABEL).items
     by_run: dict[str, list[str]] = {}
     for ns in labelled:
         run_id = (ns.metadata.labels or {}).get(RUN_LABEL)
+        if ns.metadata.deletion_timestamp is not None:
+            continue  # already being deleted (a finished run that did not wait for it)
         if run_id and run_id not in keep:
             by_run.setdefault(run_id, []).append(ns.metadata.name)
     managed: list[Any] = call(apps.list_daemon_set_for_all_namespaces,
@@ -309,8 +313,8 @@ def sweep(api: client.ApiClient, log: Log, *, keep: set[str] | None = None) -> S
                 if not is_not_found(exc):
                     log(f"could not remove namespace {name} of dead run {run_id}: {one_line(exc)}")
     for ds in managed:
-        if set(users_of(ds)) & dead or not users_of(ds):
+        if set(users_of(ds)) & dead or (not users_of(ds) and not keep_plugins):
             plugin = SharedPlugin(ds.metadata.namespace, ds.metadata.name)
-            leave(api, plugin, "", log, dead=dead)
+            leave(api, plugin, "", log, dead=dead, keep=keep_plugins)
             result.plugins.append(f"{plugin.namespace}/{plugin.name}")
     return result

@@ -228,19 +228,6 @@ class OfflineCluster:
                               "--config", str(config_file), "--kubeconfig", "",
                               "--kube-apiserver-port", str(port),
                               "--wait", f"{self.spec.timeouts['api-ready']:g}s",
-                              "--extra-args", "kube-apiserver=advertise-address=127.0.0.1",
-                              # one instance each: losing a lease to an API server restart
-                              # must not make them exit (with leader election they do)
-                              "--extra-args", "kube-controller-manager=leader-elect=false",
-                              "--extra-args", "kube-scheduler=leader-elect=false",
-                              # client rate limits of a production control plane, not a
-                              # laptop's (defaults 20/30 and 50/100 QPS): a DaemonSet over
-                              # 2,000 nodes rolls out in seconds, as on a large cluster
-                              "--extra-args", "kube-controller-manager=kube-api-qps=200",
-                              "--extra-args", "kube-controller-manager=kube-api-burst=400",
-                              "--extra-args", "kube-scheduler=kube-api-qps=200",
-                              "--extra-args", "kube-scheduler=kube-api-burst=400",
-                              *self._real_node_args(),
                               timeout=self.spec.timeouts["api-ready"]
                               + self.spec.timeouts["kwokctl"], log=log)
             self._protect_secrets()
@@ -300,14 +287,28 @@ class OfflineCluster:
             nvcc=nvcc if nvcc.is_file() else None, python=None, log=log)
         return (cdi_dir,), tuple(archives)
 
-    def _real_node_args(self) -> list[str]:
-        """kwok keeps to the simulated nodes (annotated kwok.x-k8s.io/node=fake) and leaves
-        the real node, its pods and their status to the real kubelet."""
-        if self.spec.node != "real":
-            return []
-        return ["--extra-args", "kwok-controller=manage-all-nodes=false",
-                "--extra-args",
-                "kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"]
+    def component_args(self) -> dict[str, list[tuple[str, str]]]:
+        """Flags added to kwokctl's components, as its configuration's componentsPatches (its
+        --extra-args mis-indexes a component named again after another: kwokctl v0.8.0
+        mutationComponentPatches panics with "index out of range")."""
+        args: dict[str, list[tuple[str, str]]] = {
+            "kube-apiserver": [("advertise-address", "127.0.0.1")],
+            # one instance each: losing a lease to an API server restart must not make them
+            # exit (with leader election they do); client rate limits of a production control
+            # plane, not a laptop's (defaults 20/30 and 50/100 QPS): a DaemonSet over 2,000
+            # nodes rolls out in seconds, as on a large cluster
+            "kube-controller-manager": [("leader-elect", "false"), ("kube-api-qps", "200"),
+                                        ("kube-api-burst", "400")],
+            "kube-scheduler": [("leader-elect", "false"), ("kube-api-qps", "200"),
+                               ("kube-api-burst", "400")],
+        }
+        if self.spec.node == "real":
+            # kwok keeps to the simulated nodes (annotated kwok.x-k8s.io/node=fake) and leaves
+            # the real node, its pods and their status to the real kubelet
+            args["kwok-controller"] = [
+                ("manage-all-nodes", "false"),
+                ("manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake")]
+        return args
 
     def _real_node(self, sku: gpus.GpuSku | None = None) -> Any:
         from gpu_conformance.realnode.labels import gpu_labels
@@ -397,6 +398,10 @@ class OfflineCluster:
                 "etcdBinary": str(paths["etcd"]),
                 "kwokControllerBinary": str(paths["kwok"]),
             },
+            "componentsPatches": [
+                {"name": component, "extraArgs": [{"key": k, "value": v} for k, v in flags]}
+                for component, flags in self.component_args().items()
+            ],
         }
         cluster_logs = {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",

@@ -104,7 +104,8 @@ class RunContext:
         version = server_version(api, budget=self.settings.timeouts["api-ready"])
         permissions.require(api)
         if self._outlives:
-            coordination.sweep(api, self.log, keep={self.run_id})
+            coordination.sweep(api, self.log, keep={self.run_id},
+                               keep_plugins=handle.traits.keeps_plugin)
         self.cleanups.push("delete the run's namespaces", self._delete_run_namespaces,
                            f"kubectl delete namespace -l {RUN_LABEL}={self.run_id}")
         self._lease = coordination.RunLease(api, self.run_id, self.log)

@@ -149,12 +149,33 @@ def test_a_real_node_cluster_tells_kwok_to_manage_only_the_simulated_nodes() -> 
     the node's status and its pods; simulated nodes carry the annotation it then selects."""
     from gpu_conformance.offline import OfflineCluster
 
-    assert OfflineCluster(OfflineClusterSpec(name="a"))._real_node_args() == []
-    args = OfflineCluster(OfflineClusterSpec(name="a", node="real"))._real_node_args()
-    assert args == ["--extra-args", "kwok-controller=manage-all-nodes=false", "--extra-args",
-                    "kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"]
+    assert "kwok-controller" not in OfflineCluster(OfflineClusterSpec(name="a")).component_args()
+    args = OfflineCluster(OfflineClusterSpec(name="a", node="real")).component_args()
+    assert args["kwok-controller"] == [
+        ("manage-all-nodes", "false"),
+        ("manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake")]
     simulated = nodes.gpu_node("aks-gpu-00000000", gpus.resolve_product(None), 1)
     assert simulated["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+
+
+def test_component_flags_go_to_kwokctl_as_components_patches(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not --extra-args: kwokctl v0.8.0 indexes a repeated component's patch by the flag's
+    position and panics ("index out of range [7] with length 4", seen with --node real)."""
+    import yaml
+
+    from gpu_conformance.offline import OfflineCluster
+
+    monkeypatch.setenv("GPU_CONFORMANCE_STATE", str(tmp_path))
+    cluster = OfflineCluster(OfflineClusterSpec(name="a", node="real"))
+    cluster.dir.mkdir(parents=True)
+    paths = {p: tmp_path / p for p in ("kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                                       "kubectl", "etcd", "kwok")}
+    config = list(yaml.safe_load_all(cluster._write_config(paths, gpus.resolve_product(None)).read_text()))
+    patches = {p["name"]: p["extraArgs"] for p in config[0]["componentsPatches"]}
+    assert {"key": "leader-elect", "value": "false"} in patches["kube-controller-manager"]
+    assert {"key": "kube-api-qps", "value": "200"} in patches["kube-scheduler"]
+    assert {"key": "manage-all-nodes", "value": "false"} in patches["kwok-controller"]
 
 
 @pytest.mark.parametrize(("given", "expected"), [({}, (0, "real")), ({"gpu_nodes": 3}, (3, "real"))])
