@@ -204,7 +204,7 @@ class RunContext:
     def _join(self, api: client.ApiClient, plugin: SharedPlugin, ds: Any
               ) -> device_plugin.PluginRef | None:
         self.cleanups.push(f"leave the shared device plugin {plugin.namespace}/{plugin.name}",
-                           lambda: coordination.leave(api, plugin, self.run_id, self.log))
+                           lambda: self._leave_and_track(api, plugin))
         if not coordination.join(api, plugin, self.run_id):
             self.cleanups.entries.pop()
             return None
