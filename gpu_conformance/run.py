@@ -79,6 +79,8 @@ class RunContext:
         self._deleted: list[str] = []
         self._outlives = True
         self._traits: Traits | None = None
+        #: namespaces this run created for a device plugin
+        self._plugin_namespaces: set[str] = set()
 
     @classmethod
     def create(cls, settings: Settings, log: Log) -> RunContext:
@@ -240,6 +242,7 @@ class RunContext:
                         continue  # ours (shared) or the cluster's; never deleted if not ours
                     self._await_gone(api, obj["metadata"]["name"])  # a run before us removed it
                     store.create(obj)
+                    self._plugin_namespaces.add(obj["metadata"]["name"])
                     self.log(f"created {describe(obj)}")
                     continue
                 # another run installed it a moment ago: share it
@@ -251,6 +254,8 @@ class RunContext:
                 raise UsageError(
                     f"{describe(obj)} already exists and was not created by gpu-conformance",
                     hint="use --plugin existing, or remove it first") from None
+            if obj["kind"] == "Namespace":
+                self._plugin_namespaces.add(obj["metadata"]["name"])
             self.log(f"created {describe(obj)}")
         image = ds["spec"]["template"]["spec"]["containers"][0].get("image", "")
         return device_plugin.PluginRef(plugin.namespace, plugin.name, image, True)
@@ -267,6 +272,11 @@ class RunContext:
     def _leave_and_track(self, api: client.ApiClient, plugin: SharedPlugin) -> None:
         keep = self._traits is not None and self._traits.keeps_plugin
         coordination.leave(api, plugin, self.run_id, self.log, keep=keep)
+        if plugin.namespace in self._plugin_namespaces and not call(
+                client.AppsV1Api(api).list_namespaced_daemon_set, plugin.namespace).items:
+            # interrupted between creating the plugin's namespace and its DaemonSet: nobody
+            # can be using it (another run's DaemonSet there keeps it)
+            coordination.delete_managed_namespace(api, plugin.namespace, self.log)
         try:
             ns = call(client.CoreV1Api(api).read_namespace, plugin.namespace)
         except Exception as exc:
