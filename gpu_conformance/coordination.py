@@ -255,23 +255,26 @@ def leave(api: client.ApiClient, plugin: SharedPlugin, run_id: str, log: Log,
     delete_managed_namespace(api, plugin.namespace, log)
 
 
-def delete_managed_namespace(api: client.ApiClient, name: str, log: Log) -> None:
-    """Delete a namespace gpu-conformance created, once nothing managed is left in it."""
+def delete_managed_namespace(api: client.ApiClient, name: str, log: Log) -> bool:
+    """Delete a namespace gpu-conformance created, once nothing managed is left in it; True
+    when its deletion was asked for."""
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     try:
         ns = call(core.read_namespace, name)
     except Exception as exc:
         if is_not_found(exc):
-            return
+            return False
         raise
     if not is_managed(ns):
-        return
+        return False
     left = [d for d in call(apps.list_namespaced_daemon_set, name).items if is_managed(d)]
     if left:
-        return
+        return False
     with contextlib.suppress(Exception):
         call(core.delete_namespace, name, body={"propagationPolicy": "Background"})
         log(f"removed namespace {name} (created for the shared device plugin)")
+        return True
+    return False
 
 
 # --- the sweep ----------------------------------------------------------------------------------

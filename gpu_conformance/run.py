@@ -272,18 +272,18 @@ class RunContext:
     def _leave_and_track(self, api: client.ApiClient, plugin: SharedPlugin) -> None:
         keep = self._traits is not None and self._traits.keeps_plugin
         coordination.leave(api, plugin, self.run_id, self.log, keep=keep)
-        if plugin.namespace in self._plugin_namespaces and not call(
-                client.AppsV1Api(api).list_namespaced_daemon_set, plugin.namespace).items:
-            # interrupted between creating the plugin's namespace and its DaemonSet: nobody
-            # can be using it (another run's DaemonSet there keeps it)
-            coordination.delete_managed_namespace(api, plugin.namespace, self.log)
         try:
             ns = call(client.CoreV1Api(api).read_namespace, plugin.namespace)
         except Exception as exc:
             if not is_not_found(exc):
                 raise
             return
-        if ns.metadata and ns.metadata.deletion_timestamp is not None:
+        terminating = bool(ns.metadata and ns.metadata.deletion_timestamp is not None)
+        if not terminating and plugin.namespace in self._plugin_namespaces:
+            # interrupted between creating the plugin's namespace and its DaemonSet (leave
+            # found no DaemonSet): removed unless a DaemonSet is in it now (another run's)
+            terminating = coordination.delete_managed_namespace(api, plugin.namespace, self.log)
+        if terminating:
             self._deleted.append(plugin.namespace)
 
     def _properties(self, api: client.ApiClient, handle: ClusterHandle, version: str,

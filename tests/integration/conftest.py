@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,19 @@ def run_suites(tmp_path: Path) -> Callable[..., Suites]:
         return Suites(result.returncode, result.stdout + result.stderr, junit)
 
     return run
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60, every: float = 0.5) -> Any:
+    """Poll a check that has no watch (kubectl output, a computed view); bounded, and the
+    failure reports the last value seen."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"expected {what} within {timeout:g}s, last saw: {value!r}")
 
 
 def attach_args(cluster: OfflineCluster) -> list[str]:

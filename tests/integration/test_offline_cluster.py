@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from gpu_conformance import binaries
 from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
 from gpu_conformance.paths import REPO_ROOT
+from tests.integration.conftest import wait_until
 
 REPO = REPO_ROOT
 SEED = REPO / "manifests" / "seed"
@@ -23,18 +23,6 @@ SEED = REPO / "manifests" / "seed"
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gpu_conformance.cli", *args], capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    """Poll a kubectl-level check (kubectl has no watch for these); bounded, reports the last value."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"expected {what} within {timeout}s, last saw: {value!r}")
 
 
 def test_cluster_up_cli_nodes_version_and_down_leaves_nothing(kubectl: Callable[..., Any]) -> None:
@@ -60,10 +48,7 @@ def test_cluster_up_cli_nodes_version_and_down_leaves_nothing(kubectl: Callable[
             return len([n for n in found if n["status"]["capacity"].get("nvidia.com/gpu") == "2"
                         and n["status"]["allocatable"].get("nvidia.com/gpu") == "2"])
 
-        deadline = time.monotonic() + 60
-        while advertised() != 3 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert advertised() == 3
+        wait_until(lambda: advertised() == 3, "3 GPU nodes at capacity and allocatable 2")
         labels = gpu[0]["metadata"]["labels"]
         assert labels["nvidia.com/gpu.product"] == "Tesla-T4"
         assert labels["node.kubernetes.io/instance-type"] == "Standard_NC4as_T4_v3"

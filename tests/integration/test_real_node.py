@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from gpu_conformance.realnode import host
 from gpu_conformance.realnode.controlplane import ControlPlane, ControlPlaneSpec
 from gpu_conformance.realnode.node import ControlPlaneAccess, RealNode, RealNodeSpec
 from gpu_conformance.workloads import PROFILES
+from tests.integration.conftest import wait_until
 
 NODE = "127.0.0.1"
 FAKE_GPUS = 2
@@ -97,17 +97,6 @@ def kubectl(access: ControlPlaneAccess, node: RealNode) -> Callable[..., subproc
         return result
 
     return run
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"expected {what} within {timeout}s, last saw: {value!r}")
 
 
 def node_object(kubectl: Callable[..., Any]) -> dict[str, Any]:

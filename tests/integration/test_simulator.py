@@ -27,6 +27,7 @@ from gpu_conformance.kube import call, new_api_client
 from gpu_conformance.log import silent
 from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
 from gpu_conformance.paths import REPO_ROOT
+from tests.integration.conftest import wait_until as poll_until
 
 GRACE = 3.0
 GPU = "nvidia.com/gpu"
@@ -49,14 +50,7 @@ def gpus(core: client.CoreV1Api, name: str) -> tuple[str | None, str | None]:
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"expected {what} within {timeout:g}s, last saw: {value!r}")
+    return poll_until(check, what, timeout, every=0.05)  # reaction times are measured here
 
 
 def reshape_nodes(core: client.CoreV1Api, healthy: dict[str, int]) -> None:
