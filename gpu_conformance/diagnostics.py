@@ -140,15 +140,37 @@ def gpus_in_use(core: client.CoreV1Api) -> dict[str, list[tuple[str, int]]]:
     return gpu_holders(pods)
 
 
+def _container_gpus(container: Any) -> int:
+    """A container's nvidia.com/gpu request (the API server defaults an extended resource's
+    request to its limit; an object built by hand may carry the limit only)."""
+    resources = getattr(container, "resources", None)
+    requests = getattr(resources, "requests", None) or {}
+    limits = getattr(resources, "limits", None) or {}
+    return quantity(requests.get(gpus.GPU_RESOURCE, limits.get(gpus.GPU_RESOURCE, 0)))
+
+
+def pod_gpus(pod: Any) -> int:
+    """The GPUs the scheduler reserves for ``pod``, as Kubernetes' PodRequests computes them:
+    app containers plus sidecars (restartable init containers), or the largest init container
+    with the sidecars started before it when that is more, plus the RuntimeClass overhead."""
+    spec = getattr(pod, "spec", None)
+    total = sum(_container_gpus(c) for c in getattr(spec, "containers", None) or [])
+    sidecars = init_peak = 0
+    for c in getattr(spec, "init_containers", None) or []:
+        if getattr(c, "restart_policy", None) == "Always":
+            sidecars += _container_gpus(c)
+            init_peak = max(init_peak, sidecars)
+        else:
+            init_peak = max(init_peak, _container_gpus(c) + sidecars)
+    overhead = quantity((getattr(spec, "overhead", None) or {}).get(gpus.GPU_RESOURCE, 0))
+    return max(total + sidecars, init_peak) + overhead
+
+
 def gpu_holders(pods: Iterable[Any]) -> dict[str, list[tuple[str, int]]]:
     users: dict[str, list[tuple[str, int]]] = {}
     for pod in pods:
-        spec = getattr(pod, "spec", None)
-        wanted = 0
-        for c in getattr(spec, "containers", None) or []:
-            limits = getattr(getattr(c, "resources", None), "limits", None) or {}
-            wanted += quantity(limits.get(gpus.GPU_RESOURCE, 0))
-        node = getattr(spec, "node_name", None)
+        wanted = pod_gpus(pod)
+        node = getattr(getattr(pod, "spec", None), "node_name", None)
         if wanted and node:
             meta = getattr(pod, "metadata", None)
             users.setdefault(node, []).append(

@@ -36,6 +36,7 @@ import pytest
 from gpu_conformance import backends, options, reports
 from gpu_conformance.backends.base import ClusterBackend
 from gpu_conformance.checks.capacity import NO_GPU_NODE, NOT_STARTED
+from gpu_conformance.cleanup import defer_interrupts, deferred_signal
 from gpu_conformance.errors import ExitCode, GpuConformanceError, UsageError, exit_code_for, one_line
 from gpu_conformance.kube import set_request_timeout
 from gpu_conformance.log import Log
@@ -45,6 +46,8 @@ from gpu_conformance.settings import Settings
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 CONTEXT_KEY = pytest.StashKey[RunContext]()
+#: gives back the signal handlers replaced at session end
+RESTORE_KEY = pytest.StashKey[Callable[[], None] | None]()
 INFO_KEY = pytest.StashKey[RunInfo]()
 NODES_KEY = pytest.StashKey[list[str]]()
 PROPS_KEY = pytest.StashKey[dict[str, str]]()
@@ -138,6 +141,11 @@ def _log(line: str) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     _config.clear()
+    restore = config.stash.get(RESTORE_KEY, None)
+    if restore is not None:
+        restore()
+    if signal.getsignal(signal.SIGTERM) is _raise_interrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -303,24 +311,45 @@ def _add_properties(config: pytest.Config, props: dict[str, str]) -> None:
             xml.add_global_property(key, value)
 
 
-# trylast: after pytest's own teardown of session fixtures (the run namespace), which an
-# interrupted session defers to sessionfinish
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    """Everything from session end on (pytest's teardown of session fixtures, the run's
+    cleanup, the reports) is cleanup: a first Ctrl-C/SIGTERM is deferred until the process
+    exits with the run's status, a second abandons what is left (unconfigure restores the
+    handlers)."""
+    config = session.config
+    if not _active(config) or _is_worker(config):
+        return (yield)
+    context = config.stash[CONTEXT_KEY]
+    state = config.stash[STATE_KEY]
+    config.stash[RESTORE_KEY] = defer_interrupts(_log)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if context.cleanups.entries:  # stopped before the run's own cleanup did its part
+            _log(context.cleanups.abandoned())
+        session.exitstatus = ExitCode.INTERRUPTED
+    finally:
+        if state.run_file is not None:
+            shutil.rmtree(state.run_file.parent, ignore_errors=True)
+    if deferred_signal():
+        session.exitstatus = ExitCode.INTERRUPTED
+        _log("interrupted: cleanup finished")
+    return None
+
+
+# named apart from the wrapper above; pytest only reads hooks whose names start with pytest_
+@pytest.hookimpl(trylast=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_run_cleanup(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if not _active(config) or _is_worker(config):
         return
     state = config.stash[STATE_KEY]
     failures: list[str] = []
-    try:
-        if state.started or state.stop is not None:
-            _write_reports(config, state)
-        if state.started and state.stop is None:
-            failures = config.stash[CONTEXT_KEY].finish()
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if state.run_file is not None:
-            shutil.rmtree(state.run_file.parent, ignore_errors=True)
+    if state.started or state.stop is not None:
+        _write_reports(config, state)
+    if state.started and state.stop is None:
+        failures = config.stash[CONTEXT_KEY].finish()
     if state.stop is not None:
         session.exitstatus = state.stop[0]
     elif failures:

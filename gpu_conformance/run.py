@@ -230,6 +230,10 @@ class RunContext:
                 meta.setdefault("annotations", {}).update({
                     coordination.USERS_ANNOTATION: self.run_id,
                     coordination.MANIFEST_ANNOTATION: digest})
+            if obj["kind"] == "Namespace":
+                # noted before the request: an interrupt while it is in flight may still see
+                # the namespace created (removed at cleanup only while it is managed and empty)
+                self._plugin_namespaces.add(obj["metadata"]["name"])
             try:
                 store.create(obj)
             except Exception as exc:
@@ -239,10 +243,11 @@ class RunContext:
                 if obj["kind"] == "Namespace":
                     # the dynamic client's objects keep the API's camelCase names
                     if existing.metadata.deletionTimestamp is None:
-                        continue  # ours (shared) or the cluster's; never deleted if not ours
+                        # ours (shared) or the cluster's: not this run's to remove
+                        self._plugin_namespaces.discard(obj["metadata"]["name"])
+                        continue
                     self._await_gone(api, obj["metadata"]["name"])  # a run before us removed it
                     store.create(obj)
-                    self._plugin_namespaces.add(obj["metadata"]["name"])
                     self.log(f"created {describe(obj)}")
                     continue
                 # another run installed it a moment ago: share it
@@ -254,8 +259,6 @@ class RunContext:
                 raise UsageError(
                     f"{describe(obj)} already exists and was not created by gpu-conformance",
                     hint="use --plugin existing, or remove it first") from None
-            if obj["kind"] == "Namespace":
-                self._plugin_namespaces.add(obj["metadata"]["name"])
             self.log(f"created {describe(obj)}")
         image = ds["spec"]["template"]["spec"]["containers"][0].get("image", "")
         return device_plugin.PluginRef(plugin.namespace, plugin.name, image, True)

@@ -24,7 +24,7 @@ from kubernetes import client
 
 from gpu_conformance import gpus
 from gpu_conformance.checks import Outcome
-from gpu_conformance.diagnostics import gpu_holders
+from gpu_conformance.diagnostics import gpu_holders, pod_gpus
 from gpu_conformance.errors import FinalStateError, WaitTimeout, one_line
 from gpu_conformance.gpu_nodes import quantity
 from gpu_conformance.kube import call
@@ -158,6 +158,8 @@ class NodeGpus:
     #: every GPU is held, some by other gpu-conformance workloads: ours runs when they end
     queued: bool
     holders: list[str]
+    #: allocatable GPUs no pod on the node holds (this run's own pods included)
+    free: int = 0
 
 
 def node_gpus(api: client.ApiClient, node: str, own_namespace: str) -> NodeGpus:
@@ -173,8 +175,17 @@ def node_gpus(api: client.ApiClient, node: str, own_namespace: str) -> NodeGpus:
     used = sum(n for _, n in held)
     foreign_used = sum(n for _, n in gpu_holders(foreign).get(node, []))
     busy = allocatable >= 1 and foreign_used >= allocatable
+    everyone = sum(n for _, n in gpu_holders(pods).get(node, []))
     return NodeGpus(busy, not busy and allocatable >= 1 and used >= allocatable,
-                    [f"{pod} ({n})" for pod, n in held])
+                    [f"{pod} ({n})" for pod, n in held], max(0, allocatable - everyone))
+
+
+def stale_rejection(pod: Any, message: str, free: int) -> bool:
+    """The scheduler rejected ``pod`` for want of GPUs that its node has free now: it decided
+    before they were released and retries on the release event (or, if it missed that event,
+    within its 5-minute flush of unschedulable pods); not a verdict on the node."""
+    wanted = pod_gpus(pod)
+    return f"Insufficient {gpus.GPU_RESOURCE}" in message and 1 <= wanted <= free
 
 
 class Workloads:
@@ -267,13 +278,16 @@ class Workloads:
             now = time.monotonic()
             waited: dict[str, float] = {}
             for pod in pods:
-                if _unschedulable(pod) is not None:
+                cond = _unschedulable(pod)
+                if cond is not None:
                     first = first_unschedulable.setdefault(pod.metadata.name, now)
-                    if (node is not None and now - first >= self.timeouts["unschedulable-grace"]
-                            and node_gpus(self.api, node, self.namespace).queued):
-                        # the node's GPUs are busy with other gpu-conformance Jobs (this run's
-                        # other profiles, a concurrent run): ours runs when they end
-                        first_unschedulable[pod.metadata.name] = first = now
+                    if node is not None and now - first >= self.timeouts["unschedulable-grace"]:
+                        held = node_gpus(self.api, node, self.namespace)
+                        if held.queued or stale_rejection(pod, cond.message or "", held.free):
+                            # the node's GPUs are busy with other gpu-conformance Jobs (this
+                            # run's other profiles, a concurrent run): ours runs when they end;
+                            # or they were, and the scheduler has not retried since
+                            first_unschedulable[pod.metadata.name] = first = now
                     waited[pod.metadata.name] = now - first
             return judge(JobObservation(jobs[0] if jobs else None, pods, waited,
                                         self.timeouts["unschedulable-grace"]))

@@ -66,7 +66,8 @@ class Run:
             time.sleep(0.1)
         raise AssertionError(f"never saw {fragment!r}:\n{''.join(self.lines)[-4000:]}")
 
-    def finish(self, timeout: float = 300) -> tuple[int, str]:
+    def finish(self, timeout: float = 660) -> tuple[int, str]:
+        # a scheduler that missed the event freeing the GPU retries within its 5-minute flush
         code = self.proc.wait(timeout=timeout)
         self.reader.join(10)
         return code, "".join(self.lines)
@@ -133,6 +134,16 @@ def _hold(kind: str, cluster: OfflineCluster, kubectl: Callable[..., Any], run_i
     return "namespace(s) gpuconf-", release
 
 
+def _component_logs(cluster: OfflineCluster) -> str:
+    """What the scheduler and kwok saw around the restart, for a failure's message."""
+    text = ""
+    for name in ("kube-scheduler", "kwok-controller"):
+        path = cluster.kwok_dir / "logs" / f"{name}.log"
+        tail = path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
+        text += f"\n--- {name} log ---\n{tail}"
+    return text
+
+
 KINDS = ["rollout", "rollout", "rollout", "capacity", "capacity", "job", "job", "job",
          "namespace", "namespace"]
 
@@ -163,7 +174,7 @@ def test_the_api_server_restarts_during_a_wait_and_the_run_passes(
                     ended.append((pid, "not a child"))
             raise AssertionError(f"{exc}\nrestarted: {ended}\nkube-apiserver log:\n{log}") from None
     code, output = run.finish()
-    assert code == 0, output[-5000:]
+    assert code == 0, output[-5000:] + _component_logs(cluster)
     assert "Traceback" not in output
     left = kubectl(cluster, "get", "namespaces", "-l", "gpu-conformance.io/run", "-o", "name",
                    check=False).stdout.strip()

@@ -422,3 +422,55 @@ def test_rollout_desired_zero_before_the_controller_caught_up_is_not_final() -> 
     ds = daemonset(desired=0, generation=2, observed_generation=1,
                    tolerations=manifest_tolerations("seed"))
     assert not rollout.judge(ds, [], nodes).final(True)
+
+
+# --- the GPUs a pod holds, and a rejection that predates their release --------------------------
+
+def _pod(spec: dict[str, object]) -> client.V1Pod:
+    """A pod as the client returns it: the API's JSON deserialized into its models."""
+    pod: client.V1Pod = client.ApiClient()._ApiClient__deserialize(  # type: ignore[attr-defined]
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n"},
+         "spec": {"nodeName": "aks-gpu-0", **spec}}, "V1Pod")
+    return pod
+
+
+def _gpus(n: int, *, limit_only: bool = False) -> dict[str, object]:
+    amount = {GPU: str(n)}
+    return {"limits": amount} if limit_only else {"limits": amount, "requests": amount}
+
+
+def test_pod_gpus_follows_kubernetes_pod_requests() -> None:
+    from gpu_conformance.diagnostics import gpu_holders, pod_gpus
+
+    app = {"name": "app", "image": "i", "resources": _gpus(1)}
+    assert pod_gpus(_pod({"containers": [app, {**app, "name": "b"}]})) == 2
+    # a limit alone (an object not defaulted by the API server) counts as the request
+    assert pod_gpus(_pod({"containers": [{**app, "resources": _gpus(3, limit_only=True)}]})) == 3
+    # a plain init container runs alone: the larger of it and the app containers
+    init = {"name": "init", "image": "i", "resources": _gpus(4)}
+    assert pod_gpus(_pod({"containers": [app], "initContainers": [init]})) == 4
+    # a sidecar (restartable init container) runs beside the app containers and later inits
+    sidecar = {"name": "side", "image": "i", "restartPolicy": "Always", "resources": _gpus(1)}
+    assert pod_gpus(_pod({"containers": [app], "initContainers": [sidecar]})) == 2
+    assert pod_gpus(_pod({"containers": [app], "initContainers": [sidecar, init]})) == 5
+    assert pod_gpus(_pod({"containers": [app], "initContainers": [init, sidecar]})) == 4
+    assert pod_gpus(_pod({"containers": [app], "overhead": {GPU: "1"}})) == 2
+    assert pod_gpus(_pod({"containers": [{"name": "cpu", "image": "i"}]})) == 0
+    assert gpu_holders([_pod({"containers": [app], "initContainers": [init]})]) == {
+        "aks-gpu-0": [("n/p", 4)]}
+
+
+@pytest.mark.parametrize(("message", "wanted", "free", "stale"), [
+    ("0/3 nodes are available: 1 Insufficient nvidia.com/gpu, 2 node(s) didn't satisfy "
+     "plugin(s) [NodeAffinity].", 1, 1, True),
+    # still no room: the scheduler is right
+    ("0/3 nodes are available: 1 Insufficient nvidia.com/gpu.", 1, 0, False),
+    # more than the node will ever have free: final
+    ("0/1 nodes are available: 1 Insufficient nvidia.com/gpu.", 2, 1, False),
+    # rejected for another reason: GPUs being free changes nothing
+    ("0/1 nodes are available: 1 node(s) had untolerated taint {sku: gpu}.", 1, 1, False),
+])
+def test_a_rejection_for_gpus_that_are_free_now_is_stale(message: str, wanted: int, free: int,
+                                                         stale: bool) -> None:
+    pod = _pod({"containers": [{"name": "c", "image": "i", "resources": _gpus(wanted)}]})
+    assert workload.stale_rejection(pod, message, free) is stale

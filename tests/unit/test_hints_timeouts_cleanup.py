@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from gpu_conformance import hints
-from gpu_conformance.cleanup import CleanupStack
+from gpu_conformance.cleanup import CleanupStack, deferred_signal, interrupts_deferred
 from gpu_conformance.errors import ClusterError, GpuConformanceError, UsageError
 from gpu_conformance.timeouts import DEFAULTS, Timeouts, parse_overrides
 
@@ -160,6 +161,73 @@ def test_cleanup_interrupted_prints_remaining_manual_commands() -> None:
         stack.run(log=logged.append)
     assert logged == ["cleanup interrupted; clean up by hand: kubectl delete job c && "
                       "kubectl delete clusterrolebinding b && kubectl delete namespace a"]
+
+
+def test_cleanup_interrupted_without_manual_commands_names_the_steps() -> None:
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    stack = CleanupStack()
+    stack.push("wait for the run's deletions", lambda: None)
+    stack.push("close the API client", interrupt)
+    logged: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        stack.run(log=logged.append)
+    assert logged == ["cleanup interrupted (steps not done: close the API client; wait for the "
+                      "run's deletions)"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_first_signal_during_cleanup_is_deferred_and_cleanup_finishes(signum: int) -> None:
+    ran: list[str] = []
+
+    def signalled() -> None:
+        signal.raise_signal(signum)
+        ran.append("daemonset")
+
+    stack = CleanupStack()
+    stack.push("delete namespace", lambda: ran.append("namespace"))
+    stack.push("delete daemonset", signalled)
+    logged: list[str] = []
+    before = signal.getsignal(signum)
+    assert stack.run(log=logged.append) == []
+    assert ran == ["daemonset", "namespace"]
+    assert deferred_signal() == signum
+    assert logged == [f"interrupted ({signal.Signals(signum).name}): finishing cleanup first, so "
+                      "nothing is left behind; interrupt again to stop it"]
+    assert signal.getsignal(signum) is before  # the handler is given back
+
+
+def test_a_second_signal_during_cleanup_stops_it_with_what_is_left() -> None:
+    ran: list[str] = []
+
+    def twice() -> None:
+        signal.raise_signal(signal.SIGINT)
+        ran.append("first survived")
+        signal.raise_signal(signal.SIGTERM)
+        ran.append("never")
+
+    stack = CleanupStack()
+    stack.push("delete namespace", lambda: ran.append("namespace"), manual="kubectl delete ns a")
+    stack.push("delete daemonset", twice, manual="kubectl delete ds b")
+    logged: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        stack.run(log=logged.append)
+    assert ran == ["first survived"]
+    assert logged[-1] == ("cleanup interrupted; clean up by hand: kubectl delete ds b && "
+                          "kubectl delete ns a")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_nested_deferrals_share_the_outermost() -> None:
+    logged: list[str] = []
+    with interrupts_deferred(logged.append):
+        with interrupts_deferred(logged.append):
+            signal.raise_signal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)  # the second, though the inner one has ended
+    assert deferred_signal() == signal.SIGINT
+    assert len(logged) == 1
 
 
 # --- errors ------------------------------------------------------------------------------------
