@@ -16,6 +16,7 @@ from typing import NoReturn
 from gpu_conformance import binaries
 from gpu_conformance.errors import ExitCode, GpuConformanceError, UsageError, exit_code_for, one_line
 from gpu_conformance.offline import DEFAULT_NAME, OfflineCluster, OfflineClusterSpec, list_clusters
+from gpu_conformance.sharing import SIMULATED_MODES
 
 
 def _err(line: str) -> None:
@@ -28,7 +29,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
         gpu_nodes=args.gpu_nodes if args.gpu_nodes is not None else (0 if args.node == "real" else 2),
         gpu_product=args.gpu_product, job_log=Path(args.job_log) if args.job_log else None,
         taint_gpu_nodes=args.taint_gpu_nodes, port=args.port, plugin_grace=args.plugin_grace,
-        unhealthy=_unhealthy(args.unhealthy or []),
+        unhealthy=_unhealthy(args.unhealthy or []), gpu_sharing=args.gpu_sharing,
     )
     kubeconfig = OfflineCluster(spec).up(log=_err)
     print(kubeconfig, flush=True)
@@ -137,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="nvidia.com/gpu per GPU node (default 1)")
     up.add_argument("--gpu-product", default=None,
                     help="device name, GFD product label or Azure VM size (default: the T4 size)")
+    up.add_argument("--gpu-sharing", choices=SIMULATED_MODES, default="none",
+                    help="how GPU nodes offer their GPUs: whole (none), MIG single or mixed "
+                         "strategy (needs an A100/H100/H200 --gpu-product), or time-slicing "
+                         "(4 replicas), with the labels GPU feature discovery writes")
     up.add_argument("--job-log", default=None,
                     help="log file served for every workload container (default: each workload "
                          "profile's reference log naming the simulated GPU)")

@@ -7,10 +7,10 @@ as the API leaves fields out of partial objects.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from gpu_conformance import gpus
+from gpu_conformance import gpus, sharing
 
 #: taints the node lifecycle controller puts on nodes that are starting or unhealthy and
 #: removes by itself; a node carrying one is not (yet) out of reach for good
@@ -29,6 +29,26 @@ class GpuNode:
     taints: tuple[Taint, ...]
     unschedulable: bool
     ready: bool
+    #: every GPU resource in the node's status (nvidia.com/gpu, nvidia.com/gpu.shared,
+    #: nvidia.com/mig-<profile>): capacity and allocatable as the API writes them
+    gpu_capacity: Mapping[str, str] = field(default_factory=dict)
+    gpu_allocatable: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def shared(self) -> bool:
+        """MIG or time-slicing (labels), or a GPU resource other than nvidia.com/gpu."""
+        return sharing.mode(self.labels) != "none" or any(
+            r != gpus.GPU_RESOURCE for r in (*self.gpu_capacity, *self.gpu_allocatable))
+
+    @property
+    def offered(self) -> int:
+        """Devices of every GPU resource in capacity (MIG devices, replicas count one each)."""
+        return sum(quantity(v) for v in self.gpu_capacity.values())
+
+    def settled(self) -> bool:
+        """Every GPU resource's allocatable has caught up with its capacity."""
+        return all(quantity(self.gpu_allocatable.get(r)) >= quantity(v)
+                   for r, v in self.gpu_capacity.items())
 
 
 def quantity(value: Any) -> int:
@@ -69,6 +89,9 @@ def as_gpu_node(node: Any) -> GpuNode | None:
         allocatable=quantity(allocatable.get(gpus.GPU_RESOURCE)),
         taints=taints, unschedulable=bool(getattr(spec, "unschedulable", None)),
         ready=node_ready(node),
+        gpu_capacity={r: str(v) for r, v in capacity.items() if sharing.is_gpu_resource(r)},
+        gpu_allocatable={r: str(v) for r, v in allocatable.items()
+                         if sharing.is_gpu_resource(r)},
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from gpu_conformance import gpus
 from gpu_conformance.gpus import GpuSku
+from gpu_conformance.sharing import SimulatedNode
 
 GPU_POOL = "gpu"
 SYSTEM_POOL = "system"
@@ -20,6 +21,17 @@ GPUS_ANNOTATION = "gpu-conformance.io/gpus"
 HEALTHY_ANNOTATION = "gpu-conformance.io/healthy-gpus"
 #: the extended resource the plugin registers them as (default nvidia.com/gpu)
 RESOURCE_ANNOTATION = "gpu-conformance.io/gpu-resource"
+#: several resources (MIG profiles, time-sliced replicas), ``RESOURCE=TOTAL[/HEALTHY],...``;
+#: takes the place of the three above
+DEVICES_ANNOTATION = "gpu-conformance.io/devices"
+
+
+def devices_annotation(capacity: dict[str, str], allocatable: dict[str, str]) -> str:
+    """``DEVICES_ANNOTATION``'s value for a node offering ``capacity`` (``allocatable``
+    healthy)."""
+    return ",".join(f"{r}={capacity[r]}" + (f"/{allocatable[r]}" if allocatable.get(r, capacity[r])
+                                             != capacity[r] else "")
+                    for r in sorted(capacity))
 
 
 def gpu_node_labels(sku: GpuSku, gpus_per_node: int, pool: str = GPU_POOL) -> dict[str, str]:
@@ -75,19 +87,31 @@ def node_manifest(
 
 def gpu_node(name: str, sku: GpuSku, gpus_per_node: int, *, healthy: int | None = None,
              taints: list[dict[str, str]] | None = None, pool: str = GPU_POOL,
-             plugin_managed: bool = False) -> dict[str, Any]:
+             plugin_managed: bool = False, shared: SimulatedNode | None = None
+             ) -> dict[str, Any]:
     """A GPU node; ``plugin_managed``: no GPU in its status until a device plugin registers
-    them (the offline cluster's simulator does what the kubelet's device manager does)."""
+    them (the offline cluster's simulator does what the kubelet's device manager does);
+    ``shared``: its GPUs split by MIG or time-slicing, with the labels GFD gives them."""
     capacity, allocatable = gpu_resources(gpus_per_node, healthy)
+    labels = gpu_node_labels(sku, gpus_per_node, pool)
     annotations: dict[str, str] = {}
-    if plugin_managed:
+    if shared is not None:
+        labels.update(shared.labels)
+        for status in (capacity, allocatable):
+            status.pop(gpus.GPU_RESOURCE)
+        if plugin_managed:
+            annotations[DEVICES_ANNOTATION] = devices_annotation(shared.capacity,
+                                                                 shared.allocatable)
+        else:
+            capacity.update(shared.capacity)
+            allocatable.update(shared.allocatable)
+    elif plugin_managed:
         capacity.pop(gpus.GPU_RESOURCE)
         allocatable.pop(gpus.GPU_RESOURCE)
         annotations[GPUS_ANNOTATION] = str(gpus_per_node)
         if healthy is not None:
             annotations[HEALTHY_ANNOTATION] = str(healthy)
-    return node_manifest(name, gpu_node_labels(sku, gpus_per_node, pool), capacity, allocatable,
-                         taints, annotations)
+    return node_manifest(name, labels, capacity, allocatable, taints, annotations)
 
 
 def system_node(name: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from gpu_conformance import binaries, gpus, nodes, simulator
+from gpu_conformance import binaries, gpus, nodes, sharing, simulator
 from gpu_conformance.errors import ClusterError, UsageError, one_line
 from gpu_conformance.kube import call, is_conflict, new_api_client
 from gpu_conformance.log import Log
@@ -71,9 +71,19 @@ class OfflineClusterSpec:
     #: the real node's GPUs: "fake" (a test device plugin, gpus_per_node devices named after
     #: gpu_product) or "nvidia" (this host's GPUs through CDI and NVIDIA's plugin image)
     real_gpus: str = "fake"
+    #: how the simulated GPU nodes offer their GPUs: none (whole GPUs), mig-single, mig-mixed
+    #: (a MIG-capable --gpu-product), time-slicing (gpu_conformance.sharing)
+    gpu_sharing: str = "none"
 
     def sku(self) -> gpus.GpuSku:
         return gpus.resolve_product(self.gpu_product)
+
+    def shared_node(self) -> sharing.SimulatedNode | None:
+        """The labels and GPU resources of a simulated GPU node under ``gpu_sharing`` (None:
+        whole GPUs). Raises ValueError for an unknown mode or MIG on a GPU without it."""
+        sku = self.sku()
+        return sharing.simulated_node(self.gpu_sharing, sku.device_name, self.gpus_per_node,
+                                      vm_size=sku.vm_size, memory_mib=sku.memory_mib)
 
     def gpu_node_names(self) -> list[str]:
         return [gpu_node_name(i) for i in range(self.gpu_nodes)]
@@ -98,6 +108,14 @@ class OfflineClusterSpec:
             raise UsageError(f"--real-gpus must be 'fake' or 'nvidia', got {self.real_gpus!r}")
         if self.plugin_grace < 0:
             raise UsageError(f"--plugin-grace must be >= 0, got {self.plugin_grace:g}")
+        try:
+            self.shared_node()
+        except ValueError as exc:
+            raise UsageError(f"--gpu-sharing: {exc}") from None
+        if self.unhealthy and self.gpu_sharing != "none":
+            raise UsageError("--unhealthy works with whole GPUs only (--gpu-sharing none); on a "
+                             f"shared node lower the healthy count in its {nodes.DEVICES_ANNOTATION}"
+                             " annotation (RESOURCE=TOTAL/HEALTHY)")
         names = self.gpu_node_names()
         for node, healthy in self.unhealthy.items():
             if node not in names:
@@ -244,9 +262,11 @@ class OfflineCluster:
             raise
         real = (f" + real node {self.real_node_name} ({self.spec.real_gpus} GPUs)"
                 if self.spec.node == "real" else "")
+        shared = ("" if self.spec.gpu_sharing == "none"
+                  else f", shared by {self.spec.gpu_sharing}")
         log(f"cluster {self.spec.name!r} ready in {time.monotonic() - started:.1f}s: "
             f"1 system node, {self.spec.gpu_nodes} GPU node(s) x {self.spec.gpus_per_node} "
-            f"{sku.device_name} ({sku.vm_size}){real}")
+            f"{sku.device_name} ({sku.vm_size}){shared}{real}")
         return self.kubeconfig
 
     # --- the real node ----------------------------------------------------------------------
@@ -416,6 +436,7 @@ class OfflineCluster:
             "vm_size": sku.vm_size, "device_name": sku.device_name,
             "plugin_grace": self.spec.plugin_grace, "unhealthy": self.spec.unhealthy,
             "node": self.spec.node, "real_gpus": self.spec.real_gpus,
+            "gpu_sharing": self.spec.gpu_sharing,
         }))
         return target
 
@@ -424,10 +445,11 @@ class OfflineCluster:
         core = client.CoreV1Api(api)
         taints = [dict(nodes.GPU_TAINT)] if self.spec.taint_gpu_nodes else None
         manifests = [nodes.system_node("aks-system-00000000")]
+        shared = self.spec.shared_node()
         manifests += [
             nodes.gpu_node(gpu_node_name(i), sku, self.spec.gpus_per_node, taints=taints,
                            healthy=self.spec.unhealthy.get(gpu_node_name(i)),
-                           plugin_managed=True)
+                           plugin_managed=True, shared=shared)
             for i in range(self.spec.gpu_nodes)
         ]
         def create(manifest: dict[str, Any]) -> None:

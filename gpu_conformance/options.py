@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpu_conformance.errors import UsageError
+from gpu_conformance.sharing import SIMULATED_MODES
 
 GROUP = "gpu-conformance"
 BACKEND_NAMES = ("kwok", "attach", "aks", "kind")
@@ -137,6 +138,10 @@ KWOK: tuple[Opt, ...] = (
     Opt("--node", "kwok_node", "kwok: simulated GPU nodes only, or real: add a real node on this "
         "host (kubelet, containerd, runc; root; simulated GPU nodes then default to 0)",
         "simulated", choices=("simulated", "real"), backend="kwok"),
+    Opt("--gpu-sharing", "kwok_gpu_sharing", "kwok: how simulated GPU nodes offer their GPUs: "
+        "none (whole GPUs), mig-single, mig-mixed (an A100/H100/H200 --gpu-product) or "
+        "time-slicing (4 replicas), labelled as GPU feature discovery does", "none",
+        choices=SIMULATED_MODES, backend="kwok"),
     Opt("--real-gpus", "kwok_real_gpus", "kwok --node real: the real node's GPUs, fake (a test "
         "device plugin, --gpus-per-node of them) or nvidia (this host's, through CDI)", "fake",
         choices=("fake", "nvidia"), backend="kwok"),

@@ -136,10 +136,13 @@ class NodeRow:
     cuda_version: str | None = None
     verdict: NodeVerdict = "not run"
     causes: list[str] = field(default_factory=list)
+    #: a MIG or time-sliced node: every GPU resource it offers -> "capacity / allocatable"
+    gpu_resources: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "vm_size": self.vm_size, "gpu_model": self.gpu_model,
                 "capacity": self.capacity, "allocatable": self.allocatable,
+                "gpu_resources": dict(self.gpu_resources),
                 "plugin_pod": self.plugin_pod, "workloads": dict(self.workloads),
                 "device_line": self.device_line, "driver_version": self.driver_version,
                 "cuda_version": self.cuda_version, "verdict": self.verdict,
@@ -160,7 +163,9 @@ class NodeRow:
             driver_version=_opt_str(data, "driver_version", where),
             cuda_version=_opt_str(data, "cuda_version", where),
             verdict=_choice(data, "verdict", _VERDICTS, where),
-            causes=_str_list(data, "causes", where))
+            causes=_str_list(data, "causes", where),
+            gpu_resources={str(k): str(v)
+                           for k, v in _mapping(data, "gpu_resources", where).items()})
 
 
 @dataclass
@@ -399,6 +404,9 @@ def _row(name: str, node: GpuNode | None, pods: list[PluginPod], runs: list[Work
         sku = gpus.sku_for_vm_size(row.vm_size)
         row.gpu_model = labels.get(gpus.PRODUCT_LABEL) or (sku.device_name if sku else None)
         row.capacity, row.allocatable = node.capacity, node.allocatable
+        if node.shared:
+            row.gpu_resources = {r: f"{v} / {node.gpu_allocatable.get(r, '?')}"
+                                 for r, v in sorted(node.gpu_capacity.items())}
     if pods:
         pod = max(pods, key=lambda p: p.ready)  # a ready one, if any, says the node is served
         row.plugin_pod = f"{pod.name} ({'Ready' if pod.ready else 'not ready'})"
@@ -590,6 +598,8 @@ def _workload_cells(workloads: Mapping[str, NodeVerdict]) -> str:
 def _gpus(row: NodeRow) -> str:
     def show(value: int | None) -> str:
         return "?" if value is None else str(value)
+    if row.gpu_resources:
+        return ", ".join(f"{r} {v}" for r, v in row.gpu_resources.items())
     return f"{show(row.capacity)} / {show(row.allocatable)}"
 
 

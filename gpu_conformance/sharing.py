@@ -314,3 +314,44 @@ def time_sliced_node(device_name: str = "Tesla T4", *, gpus: int = 1, replicas: 
     total = str(gpus * replicas)
     return SimulatedNode(labels, {resource: total}, {resource: total})
 
+
+
+#: the offline cluster's GPU node kinds (``--gpu-sharing``)
+SIMULATED_MODES = ("none", "mig-single", "mig-mixed", "time-slicing")
+TIME_SLICING_REPLICAS = 4
+#: the 1g, 2g and 3g MIG profiles of each MIG-capable GPU (NVIDIA MIG User Guide, "Supported
+#: MIG Profiles"); a GPU has 7 slices: 7 x 1g, or 3g + 2g + 2 x 1g
+MIG_PROFILES: dict[str, tuple[str, str, str]] = {
+    "NVIDIA A100-SXM4-40GB": ("1g.5gb", "2g.10gb", "3g.20gb"),
+    "NVIDIA A100-SXM4-80GB": ("1g.10gb", "2g.20gb", "3g.40gb"),
+    "NVIDIA A100 80GB PCIe": ("1g.10gb", "2g.20gb", "3g.40gb"),
+    "NVIDIA H100 80GB HBM3": ("1g.10gb", "2g.20gb", "3g.40gb"),
+    "NVIDIA H100 NVL": ("1g.12gb", "2g.24gb", "3g.47gb"),
+    "NVIDIA H200": ("1g.18gb", "2g.35gb", "3g.71gb"),
+}
+
+
+def simulated_node(sharing: str, device_name: str, gpus: int, *, vm_size: str | None = None,
+                   memory_mib: int | None = None) -> SimulatedNode | None:
+    """A GPU node of kind ``sharing`` (SIMULATED_MODES; None for "none"): MIG single (every
+    GPU as 7 x 1g), MIG mixed (each GPU as 3g + 2g + 2 x 1g) or time-slicing (4 replicas).
+
+    Raises ValueError (one line) for MIG on a GPU without MIG.
+    """
+    if sharing == "none":
+        return None
+    if sharing == "time-slicing":
+        return time_sliced_node(device_name, gpus=gpus, replicas=TIME_SLICING_REPLICAS,
+                                vm_size=vm_size, memory_mib=memory_mib)
+    if sharing not in SIMULATED_MODES:
+        raise ValueError(f"GPU sharing must be one of {', '.join(SIMULATED_MODES)}, got "
+                         f"{sharing!r}")
+    profiles = MIG_PROFILES.get(device_name)
+    if profiles is None:
+        raise ValueError(f"{device_name} has no MIG; {sharing} needs one of "
+                         f"{', '.join(sorted(MIG_PROFILES))} (pick it with --gpu-product)")
+    small, medium, large = profiles
+    if sharing == "mig-single":
+        return mig_single_node(device_name, small, gpus=gpus, per_gpu=7, vm_size=vm_size)
+    return mig_mixed_node(device_name, {small: 2 * gpus, medium: gpus, large: gpus}, gpus=gpus,
+                          vm_size=vm_size)

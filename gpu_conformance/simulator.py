@@ -42,7 +42,8 @@ node's resources:
 A pod serves its node when it is bound to it, Ready, not being deleted, owned by a
 DaemonSet and looks like the NVIDIA device plugin (see ``is_device_plugin_pod``). Nodes are
 simulated when labelled ``gpu-conformance.io/simulated=true`` and annotated with their GPUs
-(``GPUS_ANNOTATION``, optionally ``HEALTHY_ANNOTATION`` and ``RESOURCE_ANNOTATION``).
+(``GPUS_ANNOTATION``, optionally ``HEALTHY_ANNOTATION`` and ``RESOURCE_ANNOTATION``; or
+``DEVICES_ANNOTATION`` for several resources: MIG profiles, time-sliced replicas).
 
 kwok v0.8's node stages do not fight this: ``node-initialize`` (only while a node is not
 Ready) echoes the node's own capacity/allocatable back, and ``node-heartbeat-with-lease``
@@ -86,13 +87,14 @@ from gpu_conformance.gpu_nodes import quantity
 from gpu_conformance.kube import call, describe_unreachable, is_transient, new_api_client
 from gpu_conformance.log import Log
 from gpu_conformance.nodes import (
+    DEVICES_ANNOTATION,
     GPUS_ANNOTATION,
     HEALTHY_ANNOTATION,
     RESOURCE_ANNOTATION,
     SIMULATED_LABEL,
 )
 
-__all__ = ["GPUS_ANNOTATION", "HEALTHY_ANNOTATION", "RESOURCE_ANNOTATION"]
+__all__ = ["DEVICES_ANNOTATION", "GPUS_ANNOTATION", "HEALTHY_ANNOTATION", "RESOURCE_ANNOTATION"]
 #: the kubelet's endpointStopGracePeriod
 DEFAULT_PLUGIN_GRACE = 300.0
 
@@ -178,6 +180,8 @@ def devices_from_annotations(annotations: Mapping[str, str]) -> dict[str, Device
 
     Raises ValueError (one line) for a value that is not a count.
     """
+    if DEVICES_ANNOTATION in annotations:
+        return _devices(annotations[DEVICES_ANNOTATION])
     if GPUS_ANNOTATION not in annotations:
         return None
     total = _count(annotations[GPUS_ANNOTATION], GPUS_ANNOTATION)
@@ -189,6 +193,22 @@ def devices_from_annotations(annotations: Mapping[str, str]) -> dict[str, Device
         raise ValueError(f"{RESOURCE_ANNOTATION} must be an extended resource name "
                          f"(domain/name), got {resource!r}")
     return {resource: Devices(total, healthy)}
+
+
+def _devices(text: str) -> dict[str, Devices]:
+    """``RESOURCE=TOTAL[/HEALTHY],...`` (``DEVICES_ANNOTATION``)."""
+    found: dict[str, Devices] = {}
+    for item in (i.strip() for i in text.split(",")):
+        resource, sep, counts = item.partition("=")
+        if not sep or "/" not in resource:
+            raise ValueError(f"{DEVICES_ANNOTATION} must be RESOURCE=TOTAL[/HEALTHY],... with "
+                             f"extended resource names (domain/name), got {item!r}")
+        total_text, _, healthy_text = counts.partition("/")
+        total = _count(total_text, f"{DEVICES_ANNOTATION} {resource}")
+        healthy = _count(healthy_text, f"{DEVICES_ANNOTATION} {resource}") if healthy_text \
+            else total
+        found[resource.strip()] = Devices(total, min(total, healthy))
+    return found
 
 
 def sim_node(node: Mapping[str, Any]) -> SimNode | None:

@@ -88,4 +88,5 @@ def create(settings: Settings, run_id: str) -> KwokBackend:
         name=name, gpu_nodes=gpu_nodes, gpus_per_node=settings.gpus_per_node,
         gpu_product=settings.gpu_product, taint_gpu_nodes=settings.taint_gpu_nodes,
         timeouts=settings.timeouts, node=node, real_gpus=settings.values["kwok_real_gpus"],
+        gpu_sharing=settings.values["kwok_gpu_sharing"],
     ), keep=settings.keep_cluster)

@@ -18,7 +18,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import gpus
+from gpu_conformance import gpus, sharing
 from gpu_conformance.checks import Outcome
 from gpu_conformance.errors import WaitTimeout
 from gpu_conformance.gpu_nodes import GpuNode, find_gpu_nodes, summarize_names
@@ -35,6 +35,8 @@ RECHECK_SECONDS = 5
 
 def judge(node: GpuNode) -> list[str]:
     """Why this GPU node does not offer its GPUs to the scheduler (empty when it does)."""
+    if node.shared:
+        return _judge_shared(node)
     problems = []
     expected = gpus.expected_gpu_count(node.labels)
     if node.capacity < 1:
@@ -65,6 +67,26 @@ def judge(node: GpuNode) -> list[str]:
     return problems
 
 
+def _judge_shared(node: GpuNode) -> list[str]:
+    """A node whose GPUs are split (MIG) or shared (time-slicing): every GPU resource it offers
+    against what GPU feature discovery's labels promise (gpu_conformance.sharing)."""
+    found = sharing.analyse(node.labels, node.gpu_capacity, node.gpu_allocatable)
+    problems = []
+    if node.offered < 1:
+        problems.append(
+            f"node {node.name} ({node.why}, {found.mode}) reports no GPU resource capacity "
+            f"({gpus.GPU_RESOURCE}, nvidia.com/mig-*): the device plugin is not running or not "
+            "registered on it")
+    else:
+        problems += [f"node {node.name} ({found.mode}): {p}" for p in found.problems]
+        if found.workload_resource is None:
+            problems.append(f"node {node.name} ({found.mode}): no GPU resource has a device "
+                            "allocatable: every device failed its health check")
+    if not node.ready:
+        problems.append(f"node {node.name} is not Ready")
+    return problems
+
+
 @dataclass
 class Snapshot:
     """The GPU nodes as last seen by the run's one capacity wait."""
@@ -86,9 +108,9 @@ def observe(api: client.ApiClient, names: Sequence[str], timeouts: Timeouts,
     settle = timeouts["gpu-settle"]
 
     def settled(node: GpuNode, now: float) -> bool:
-        if node.capacity < 1:
+        if node.offered < 1:
             return False
-        if node.allocatable >= node.capacity:
+        if node.settled():
             below_since.pop(node.name, None)
             return True
         return now - below_since.setdefault(node.name, now) >= settle

@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import gpus
+from gpu_conformance import gpus, sharing
 from gpu_conformance.checks import Outcome
 from gpu_conformance.diagnostics import gpu_holders, pod_gpus
 from gpu_conformance.errors import FinalStateError, WaitTimeout, one_line
@@ -223,9 +223,12 @@ class Workloads:
                     obj["metadata"].setdefault("labels", {})[RUN_LABEL] = self.run_id
                     self._store.create(obj)
                 self._extras.add(profile.name)
-            count, size = self._gpus_for(profile, node)
+            count, size, resource = self._gpus_for(profile, node)
             job = profile.job_manifest(job_name(profile, node), self.namespace, gpus=count,
                                        labels={RUN_LABEL: self.run_id})
+            if resource != gpus.GPU_RESOURCE:
+                # a MIG (mixed strategy) or renamed time-sliced node: ask for what it offers
+                sharing.set_job_resource(job, resource, count)
             if profile.gate_args is not None:
                 container = job["spec"]["template"]["spec"]["containers"][0]
                 container["args"] = profile.gate_args(size, count, self.gate_overrides)
@@ -236,20 +239,25 @@ class Workloads:
             self._store.create(job)
             self._jobs[key] = job
 
-    def _gpus_for(self, profile: WorkloadProfile, node: str | None) -> tuple[int, str | None]:
+    def _gpus_for(self, profile: WorkloadProfile, node: str | None
+                  ) -> tuple[int, str | None, str]:
         """GPUs the profile's Job asks for on ``node`` (all allocatable ones for an all-GPU
-        profile such as NCCL all_reduce), and the node's VM size."""
+        profile such as NCCL all_reduce), the node's VM size, and the resource to ask for
+        (nvidia.com/gpu; on a MIG or time-sliced node what it offers, gpu_conformance.sharing)."""
         if node is None:
-            return self.gpus_per_job, None
-        labels, allocatable = self._node(node)
-        size = labels.get(gpus.INSTANCE_TYPE_LABEL) or labels.get(gpus.LEGACY_INSTANCE_TYPE_LABEL)
-        return (max(1, allocatable) if profile.all_gpus else self.gpus_per_job), size
-
-    def _node(self, node: str) -> tuple[dict[str, str], int]:
+            return self.gpus_per_job, None, gpus.GPU_RESOURCE
         found: Any = call(client.CoreV1Api(self.api).read_node, node)
-        allocatable = quantity(((found.status.allocatable if found.status else None) or {})
-                               .get(gpus.GPU_RESOURCE))
-        return dict(found.metadata.labels or {}), allocatable
+        labels = dict(found.metadata.labels or {})
+        status = found.status
+        offers = sharing.analyse(labels, (status.capacity if status else None) or {},
+                                 (status.allocatable if status else None) or {})
+        resource = offers.workload_resource or gpus.GPU_RESOURCE
+        offer = offers.offers.get(resource)
+        allocatable = (offer.allocatable or 0) if offer else 0
+        size = labels.get(gpus.INSTANCE_TYPE_LABEL) or labels.get(gpus.LEGACY_INSTANCE_TYPE_LABEL)
+        if resource != gpus.GPU_RESOURCE:
+            return 1, size, resource  # one MIG device or one replica: all a pod can use
+        return (max(1, allocatable) if profile.all_gpus else self.gpus_per_job), size, resource
 
     def result(self, profile: WorkloadProfile, node: str | None) -> WorkloadResult:
         """The (profile, node) Job's result, waiting for it (bounded) the first time."""

@@ -78,7 +78,9 @@ def test_find_gpu_nodes_reads_status_taints_and_readiness() -> None:
         capacity=4, allocatable=3,
         taints=(("sku", "gpu", "NoSchedule"), ("nvidia.com/gpu", "", "NoSchedule")),
         unschedulable=True, ready=False,
+        gpu_capacity={GPU: "4"}, gpu_allocatable={GPU: "3"},
     )
+    assert not found.shared
 
 
 def test_find_gpu_nodes_tolerates_missing_status() -> None:
@@ -474,3 +476,52 @@ def test_a_rejection_for_gpus_that_are_free_now_is_stale(message: str, wanted: i
                                                          stale: bool) -> None:
     pod = _pod({"containers": [{"name": "c", "image": "i", "resources": _gpus(wanted)}]})
     assert workload.stale_rejection(pod, message, free) is stale
+
+
+# --- capacity of MIG and time-sliced nodes ---------------------------------------------------
+
+def _shared_node(sharing_mode: str, *, allocatable: dict[str, str] | None = None,
+                 capacity: dict[str, str] | None = None) -> GpuNode:
+    """A simulated shared GPU node's manifest, read back as the client returns it."""
+    from gpu_conformance import nodes as node_manifests
+    from gpu_conformance import sharing
+
+    sku = gpus.resolve_product("Standard_ND96isr_H100_v5")
+    shared = sharing.simulated_node(sharing_mode, sku.device_name, 2, vm_size=sku.vm_size)
+    manifest = node_manifests.gpu_node("aks-gpu-0", sku, 2, shared=shared)
+    manifest["status"]["capacity"].update(capacity or {})
+    manifest["status"]["allocatable"].update(allocatable or {})
+    manifest["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    v1: client.V1Node = client.ApiClient()._ApiClient__deserialize(  # type: ignore[attr-defined]
+        manifest, "V1Node")
+    [found] = find_gpu_nodes([v1])
+    return found
+
+
+@pytest.mark.parametrize("mode", ["mig-single", "mig-mixed", "time-slicing"])
+def test_shared_nodes_offering_what_their_labels_promise_pass(mode: str) -> None:
+    node = _shared_node(mode)
+    assert node.shared
+    assert capacity.judge(node) == []
+
+
+def test_a_mig_node_whose_allocatable_drops_fails_naming_the_mig_resource() -> None:
+    [problem] = capacity.judge(_shared_node("mig-mixed",
+                                            allocatable={"nvidia.com/mig-2g.20gb": "1"}))
+    assert problem.startswith("node aks-gpu-0 (mig-mixed): nvidia.com/mig-2g.20gb: allocatable "
+                              "1 < capacity 2: 1 device(s) marked unhealthy by the device plugin")
+
+
+def test_a_time_sliced_node_without_its_replicas_fails() -> None:
+    [problem] = capacity.judge(_shared_node("time-slicing", capacity={GPU: "2"},
+                                            allocatable={GPU: "2"}))
+    assert "capacity 2, but the labels promise 2 device(s) x 4 replica(s) = 8" in problem
+
+
+def test_a_mig_node_without_any_gpu_resource_says_the_plugin_is_missing() -> None:
+    node = _shared_node("mig-mixed", capacity={r: "0" for r in (
+        "nvidia.com/mig-1g.10gb", "nvidia.com/mig-2g.20gb", "nvidia.com/mig-3g.40gb")},
+        allocatable={r: "0" for r in ("nvidia.com/mig-1g.10gb", "nvidia.com/mig-2g.20gb",
+                                      "nvidia.com/mig-3g.40gb")})
+    [problem] = capacity.judge(node)
+    assert "reports no GPU resource capacity" in problem and "mig-mixed" in problem

@@ -203,3 +203,35 @@ def test_nvidia_gpus_on_a_host_without_them_is_one_clear_error(tmp_path: Path,
     with pytest.raises(ClusterError, match=r"--real-gpus nvidia needs an NVIDIA GPU host") as info:
         cluster._nvidia_node_inputs(lambda _line: None)
     assert info.value.hint == "on a host without GPUs use --real-gpus fake"
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"gpu_sharing": "mig-single"}, "Tesla T4 has no MIG"),
+    ({"gpu_sharing": "mig-mixed", "gpu_product": "Standard_NC24ads_A100_v4",
+      "unhealthy": {"aks-gpu-00000000": 0}}, "--unhealthy works with whole GPUs only"),
+    ({"gpu_sharing": "mps"}, "must be one of none, mig-single, mig-mixed, time-slicing"),
+])
+def test_gpu_sharing_mistakes_are_one_line(kwargs: dict[str, object], words: str) -> None:
+    with pytest.raises(UsageError, match=words) as raised:
+        OfflineClusterSpec(**kwargs).validate()  # type: ignore[arg-type]
+    assert "\n" not in raised.value.one_line()
+
+
+@pytest.mark.parametrize(("sharing", "product", "label", "offered"), [
+    ("mig-single", "Standard_ND96isr_H200_v5", "NVIDIA-H200-MIG-1g.18gb",
+     {"nvidia.com/gpu": "14"}),
+    ("mig-mixed", "Standard_NC24ads_A100_v4", "NVIDIA-A100-80GB-PCIe",
+     {"nvidia.com/gpu": "0", "nvidia.com/mig-1g.10gb": "4", "nvidia.com/mig-2g.20gb": "2",
+      "nvidia.com/mig-3g.40gb": "2"}),
+    ("time-slicing", None, "Tesla-T4-SHARED", {"nvidia.com/gpu": "8"}),
+])
+def test_shared_gpu_nodes_carry_gfd_labels_and_offer_their_resources(
+        sharing: str, product: str | None, label: str, offered: dict[str, str]) -> None:
+    spec = OfflineClusterSpec(gpu_sharing=sharing, gpu_product=product, gpus_per_node=2)
+    spec.validate()
+    shared = spec.shared_node()
+    assert shared is not None
+    manifest = nodes.gpu_node("n", spec.sku(), 2, plugin_managed=False, shared=shared)
+    assert manifest["metadata"]["labels"][gpus.PRODUCT_LABEL] == label
+    assert {r: v for r, v in manifest["status"]["capacity"].items()
+            if r.startswith("nvidia.com/")} == offered

@@ -383,3 +383,46 @@ def test_a_recurring_outage_reads_the_same_whatever_the_url() -> None:
     first = simulator._problem(refused("/api/v1/pods?timeoutSeconds=311"), "https://127.0.0.1:1")
     second = simulator._problem(refused("/api/v1/pods?timeoutSeconds=502"), "https://127.0.0.1:1")
     assert first == second == "cannot reach the API server at https://127.0.0.1:1: connection refused"
+
+
+# --- several resources: MIG profiles, time-sliced replicas ---------------------------------
+
+def test_the_devices_annotation_gives_each_resource_its_devices() -> None:
+    from gpu_conformance import gpus as gpus_module
+    from gpu_conformance import nodes, sharing
+
+    sku = gpus_module.resolve_product("Standard_ND96isr_H100_v5")
+    shared = sharing.simulated_node("mig-mixed", sku.device_name, 2, vm_size=sku.vm_size)
+    manifest = nodes.gpu_node("gpu-0", sku, 2, plugin_managed=True, shared=shared)
+    found = sim_node(manifest)
+    assert found is not None
+    assert found.devices == {GPU: Devices(0, 0), "nvidia.com/mig-1g.10gb": Devices(4, 4),
+                             "nvidia.com/mig-2g.20gb": Devices(2, 2),
+                             "nvidia.com/mig-3g.40gb": Devices(2, 2)}
+    # until a plugin registers them, the node's status carries none of them
+    assert not any(r.startswith("nvidia.com/") for r in manifest["status"]["capacity"])
+
+
+@pytest.mark.parametrize(("text", "devices"), [
+    ("nvidia.com/mig-1g.10gb=4/3", {"nvidia.com/mig-1g.10gb": Devices(4, 3)}),
+    (" nvidia.com/gpu=8 , nvidia.com/gpu.shared=2/9", {GPU: Devices(8, 8),
+                                                       "nvidia.com/gpu.shared": Devices(2, 2)}),
+])
+def test_devices_annotation_values(text: str, devices: dict[str, Devices]) -> None:
+    found = sim_node({**node_json(gpus=None), "metadata": {
+        **node_json(gpus=None)["metadata"],
+        "annotations": {simulator.DEVICES_ANNOTATION: text}}})
+    assert found is not None and found.devices == devices
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("mig-1g.10gb=4", "extended resource names"),
+    ("nvidia.com/mig-1g.10gb", "RESOURCE=TOTAL"),
+    ("nvidia.com/gpu=four", "whole number"),
+    ("nvidia.com/gpu=4/-1", "negative"),
+])
+def test_malformed_devices_annotation_is_one_clear_line(text: str, words: str) -> None:
+    bad = node_json(gpus=None)
+    bad["metadata"]["annotations"][simulator.DEVICES_ANNOTATION] = text
+    with pytest.raises(ValueError, match=words):
+        sim_node(bad)
