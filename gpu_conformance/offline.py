@@ -34,7 +34,7 @@ from gpu_conformance.paths import REPO_ROOT, in_checkout
 from gpu_conformance.timeouts import Timeouts
 from gpu_conformance.verdict import Verdict
 from gpu_conformance.waits import wait_for
-from gpu_conformance.workloads import PROFILES
+from gpu_conformance.workloads import PROFILES, isolation
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 DEFAULT_NAME = "gpu-conformance"
@@ -400,6 +400,8 @@ class OfflineCluster:
                 if profile.name == "tf-mnist":
                     containers.append(SEED_JOB_CONTAINER)
                 log_entries.append({"containers": containers, "logsFile": str(target)})
+        if self.spec.job_log is None:
+            log_entries += self._isolation_logs(logs_dir, sku.device_name)
         plugin_file = logs_dir / "device-plugin.log"
         plugin_file.write_text(_to_cri(PLUGIN_LOG))
         log_entries.append({"containers": list(PLUGIN_CONTAINERS), "logsFile": str(plugin_file)})
@@ -439,6 +441,23 @@ class OfflineCluster:
             "gpu_sharing": self.spec.gpu_sharing,
         }))
         return target
+
+    @staticmethod
+    def _isolation_logs(logs_dir: Path, device_name: str) -> list[dict[str, Any]]:
+        """What the isolation probe prints in each role's container on a node whose GPUs are
+        isolated: the GPU asked for (the concurrent pods different ones), or none."""
+        outputs = {
+            ("probe", "with-gpu", "concurrent-a"): isolation.reference_output("gpu", device_name),
+            ("concurrent-b",): isolation.reference_output(
+                "gpu", device_name, uuid=isolation.REFERENCE_UUID[:-1] + "6", minor=1),
+            ("no-request", "without-gpu", "extra"): isolation.reference_output("none", None),
+        }
+        entries = []
+        for containers, text in outputs.items():
+            target = logs_dir / f"isolation-{containers[0]}.log"
+            target.write_text(_to_cri(text))
+            entries.append({"containers": list(containers), "logsFile": str(target)})
+        return entries
 
     def _create_nodes(self, sku: gpus.GpuSku, log: Log) -> None:
         api = new_api_client(self.kubeconfig, None)

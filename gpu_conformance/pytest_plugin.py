@@ -197,7 +197,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     return None
 
 
-SUITE_ORDER = ("rollout", "capacity", "workload", "device", "health")
+SUITE_ORDER = ("rollout", "capacity", "workload", "device", "health", "isolation")
 
 
 @pytest.hookimpl(trylast=True)
@@ -213,9 +213,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return SUITE_ORDER.index(name) if name in SUITE_ORDER else len(SUITE_ORDER)
 
     items.sort(key=rank)
-    # the health suite when no judged profile is selected: not a skip to report, not selected
-    unjudged = [i for i in items if "health_profile" in getattr(i, "fixturenames", ())
-                and not isinstance(_params(i).get("health_profile"), str)]
+    # a suite none of whose profiles is selected (no Job profile, no judged one, no
+    # isolation): not a skip to report, not selected
+    unjudged = [i for i in items
+                for key in ("workload_profile", "health_profile", "isolation_profile")
+                if key in getattr(i, "fixturenames", ())
+                and not isinstance(_params(i).get(key), str)]
     if unjudged:
         config.hook.pytest_deselected(items=unjudged)
         items[:] = [i for i in items if i not in unjudged]
@@ -370,14 +373,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("gpu_node_name", names, ids=names)
     # profile first: tests run profile by profile, each on every node, so one profile's Jobs
     # run on all nodes at once instead of one node's profiles one after another
-    if "workload_profile" in metafunc.fixturenames:
-        chosen = config.stash[SETTINGS_KEY].workloads
-        metafunc.parametrize("workload_profile", chosen, ids=list(chosen))
-    if "health_profile" in metafunc.fixturenames:
-        from gpu_conformance.workloads import PROFILES
+    from gpu_conformance.workloads import PROFILES
 
-        judged = [p for p in config.stash[SETTINGS_KEY].workloads if PROFILES[p].judge]
+    selected = config.stash[SETTINGS_KEY].workloads
+    if "workload_profile" in metafunc.fixturenames:
+        jobs = [p for p in selected if p in PROFILES]
+        metafunc.parametrize("workload_profile", jobs, ids=jobs)
+    if "health_profile" in metafunc.fixturenames:
+        judged = [p for p in selected if p in PROFILES and PROFILES[p].judge]
         metafunc.parametrize("health_profile", judged, ids=judged)
+    if "isolation_profile" in metafunc.fixturenames:
+        probes = [p for p in selected if p not in PROFILES]
+        metafunc.parametrize("isolation_profile", probes, ids=probes)
     if "workload_node" in metafunc.fixturenames:
         names = config.stash.get(NODES_KEY, [NOT_STARTED])
         limit = config.stash[SETTINGS_KEY].workload_nodes
@@ -494,7 +501,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.user_properties += [("gpu_suite", marker.args[0] if marker.args else ""),
                                    ("gpu_node", node or ""),
                                    ("gpu_profile", params.get("workload_profile",
-                                                              params.get("health_profile", "")))]
+                                                              params.get("health_profile",
+                                                                         params.get(
+                                                                             "isolation_profile",
+                                                                             ""))))]
     if not report.failed or call.when == "teardown":
         return
     info = item.config.stash.get(INFO_KEY, None)

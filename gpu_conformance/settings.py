@@ -18,6 +18,7 @@ from gpu_conformance import gates, gpus, options, workloads
 from gpu_conformance.errors import UsageError
 from gpu_conformance.options import Values
 from gpu_conformance.timeouts import Timeouts, parse_overrides
+from gpu_conformance.workloads.isolation import NAME as ISOLATION
 
 #: the longest run id a namespace name ``gpuconf-<id>-<worker>`` and an Azure tag both take
 _RUN_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?")
@@ -42,6 +43,7 @@ class Settings:
     taint_gpu_nodes: bool
     plugin_mode: str
     plugin_manifest: str
+    #: Job profiles (gpu_conformance.workloads.PROFILES) and "isolation" (probe pods)
     workloads: tuple[str, ...]
     #: how many GPU nodes each profile runs on: None for all
     workload_nodes: int | None
@@ -59,11 +61,17 @@ class Settings:
     @classmethod
     def from_values(cls, v: Values) -> Settings:
         names = [n.strip() for n in str(v["gpu_workload"]).split(",") if n.strip()]
-        chosen = tuple(workloads.PROFILES) if names == ["all"] else tuple(dict.fromkeys(names))
+        chosen = ((*workloads.PROFILES, ISOLATION) if names == ["all"]
+                  else tuple(dict.fromkeys(names)))
         if not chosen:
             raise UsageError(f"{v.source('gpu_workload')} names no workload profile")
         for name in chosen:
-            workloads.get_profile(name)
+            if name != ISOLATION:  # pods, not a Job (suites/test_isolation.py)
+                try:
+                    workloads.get_profile(name)
+                except UsageError:
+                    raise UsageError(f"unknown workload {name!r}; choose one of "
+                                     f"{', '.join((*workloads.PROFILES, ISOLATION))}") from None
         for dest, low in (("gpu_nodes", 0), ("gpus_per_node", 1), ("gpu_gpus_per_job", 1)):
             if v[dest] < low:
                 raise UsageError(f"{v.source(dest)} must be at least {low}, got {v[dest]}")

@@ -216,7 +216,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
 
 
 def judge_exhausted(extra: PodState, node: str, gpus_on_node: int,
-                    holders: Sequence[str] = ()) -> list[str]:
+                    holders: Sequence[str] = (), *, resource: str = GPU_RESOURCE) -> list[str]:
     """With all ``gpus_on_node`` GPUs taken (by ``holders``), the extra pod is Pending,
     unschedulable for lack of nvidia.com/gpu."""
     held = f"while {', '.join(holders)} hold{'s' if len(holders) == 1 else ''} all " \
@@ -229,7 +229,7 @@ def judge_exhausted(extra: PodState, node: str, gpus_on_node: int,
     if extra.scheduled != "False" or extra.reason != "Unschedulable":
         return [f"pod {extra.name} is Pending {held} but not as Unschedulable (PodScheduled="
                 f"{extra.scheduled}, reason {extra.reason or '-'}): wait for the scheduler"]
-    if GPU_LIMIT_REASON not in extra.message:
+    if f"Insufficient {resource}" not in extra.message:
         return [f"pod {extra.name} is Unschedulable {held}, but not for lack of GPUs: "
                 f"{extra.message}"]
     return []
@@ -270,19 +270,20 @@ def pod_manifest(name: str, namespace: str, node: str, containers: list[dict[str
 
 
 def gpu_pod(name: str, namespace: str, node: str, *, gpus: int = 1, hold_seconds: int = 0,
-            resource: str = GPU_RESOURCE, labels: Mapping[str, str] | None = None
-            ) -> dict[str, Any]:
+            resource: str = GPU_RESOURCE, labels: Mapping[str, str] | None = None,
+            container: str = "probe") -> dict[str, Any]:
     """A pod asking for ``gpus`` GPUs (checks 1 and 4; with all GPUs and a hold, the holder
-    of check 5; with ``gpus=0``, check 2)."""
-    return pod_manifest(name, namespace, node, [_container("probe", gpus, hold_seconds, resource)],
-                        labels)
+    of check 5; with ``gpus=0``, check 2). Containers are named after their role (the
+    offline cluster serves each role's output by container name)."""
+    return pod_manifest(name, namespace, node,
+                        [_container(container, gpus, hold_seconds, resource)], labels)
 
 
 def no_request_pod(name: str, namespace: str, node: str, *,
                    labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Check 2: pinned to the GPU node, asking for no GPU, in an image that sets
     NVIDIA_VISIBLE_DEVICES=all."""
-    return gpu_pod(name, namespace, node, gpus=0, labels=labels)
+    return gpu_pod(name, namespace, node, gpus=0, labels=labels, container="no-request")
 
 
 def two_container_pod(name: str, namespace: str, node: str, *, resource: str = GPU_RESOURCE,

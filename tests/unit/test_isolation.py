@@ -211,3 +211,16 @@ def test_probe_shell_is_posix() -> None:
     done = subprocess.run(["/bin/sh", "-n", "-c", isolation.PROBE], capture_output=True,
                           text=True, check=False, env={"PATH": os.environ.get("PATH", "/bin")})
     assert done.returncode == 0, done.stderr
+
+
+def test_exhausted_mig_node_is_judged_on_its_mig_resource() -> None:
+    pending = pod_state({
+        "metadata": {"name": "gc-extra"}, "spec": {},
+        "status": {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 1 Insufficient nvidia.com/mig-3g.40gb."}]},
+    })
+    assert judge_exhausted(pending, "aks-gpu-0", 2, ["gc-holder"],
+                           resource="nvidia.com/mig-3g.40gb") == []
+    [problem] = judge_exhausted(pending, "aks-gpu-0", 2, ["gc-holder"])
+    assert "not for lack of GPUs" in problem

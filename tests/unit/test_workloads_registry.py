@@ -167,3 +167,12 @@ def test_every_truncation_of_the_reference_log_is_caught(name: str) -> None:
         assert report.success is False, f"{name}: a log cut after {cut} lines still passes"
         assert report.problems, f"{name}: a log cut after {cut} lines shows no problem"
     assert profile.parse("".join(lines[: last_needed + 1])).success is True
+
+
+def test_all_workloads_include_the_isolation_probes() -> None:
+    from gpu_conformance.settings import Settings
+
+    assert Settings.from_mapping({"workload": "all"}).workloads == (*PROFILES, "isolation")
+    assert Settings.from_mapping({"workload": "isolation"}).workloads == ("isolation",)
+    with pytest.raises(UsageError, match=r"unknown workload 'isolate'; choose one of .*, isolation"):
+        Settings.from_mapping({"workload": "tf-mnist,isolate"})
