@@ -1,7 +1,8 @@
 """Benchmarks of issue 13, each measured side by side in one run, written to one JSON file.
 
     .venv/bin/python benchmarks/speed.py [--rounds 5] [--scale 200,1000,2000] [--trials 50]
-                                         [--only walk,runs,scale,reaction] [--out FILE]
+                                         [--only walk,runs,scale,reaction,startup]
+                                         [--out FILE]
 
 - walk:     the seed guide's manual walk (kubectl: apply the DaemonSet, rollout status, read
             capacity, run the Job, wait, grep the log, delete) against `pytest --backend attach`
@@ -13,6 +14,9 @@
             each check sent (counted in the run's own client: benchmarks/count_requests.py).
 - reaction: a watch-based wait (gpu_conformance.waits.wait_for) on an object changed by another
             client at a random moment: time from the change to the wait returning.
+- startup:  what a run pays before it touches a cluster, each in a fresh interpreter: Python
+            alone, `import pytest`, the plugin, and the kubernetes client's typed API modules
+            a run uses (CoreV1Api, AppsV1Api, BatchV1Api, CoordinationV1Api).
 
 Prints and writes JSON (default benchmarks/results.json); the README quotes it. Not a test:
 nothing here asserts, and no test is timed.
@@ -216,12 +220,31 @@ def bench_reaction(trials: int) -> dict[str, Any]:
         cluster.down(log=lambda _l: None)
 
 
+STARTUP_IMPORTS = {
+    "python": "pass",
+    "pytest": "import pytest",
+    "plugin": "import gpu_conformance.pytest_plugin",
+    "kubernetes_typed_apis": ("import kubernetes.client.api.core_v1_api, "
+                              "kubernetes.client.api.apps_v1_api, "
+                              "kubernetes.client.api.batch_v1_api, "
+                              "kubernetes.client.api.coordination_v1_api"),
+}
+
+
+def bench_startup(rounds: int) -> dict[str, Any]:
+    """Seconds for each import in a fresh interpreter (median of ``rounds``)."""
+    out: dict[str, Any] = {}
+    for name, statement in STARTUP_IMPORTS.items():
+        out[f"{name}_s"] = _stats([_timed([PY, "-c", statement])[0] for _ in range(rounds)])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scale", default="200,1000,2000")
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--only", default="walk,runs,scale,reaction")
+    parser.add_argument("--only", default="walk,runs,scale,reaction,startup")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results.json")
     args = parser.parse_args()
     chosen = [c.strip() for c in args.only.split(",") if c.strip()]
@@ -230,6 +253,7 @@ def main() -> None:
         "runs": lambda: bench_runs(args.rounds),
         "scale": lambda: bench_scale([int(n) for n in args.scale.split(",") if n.strip()]),
         "reaction": lambda: bench_reaction(args.trials),
+        "startup": lambda: bench_startup(args.rounds),
     }
     result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     result["cpus"] = os.cpu_count()

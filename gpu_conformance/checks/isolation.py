@@ -54,8 +54,12 @@ class IsolationResult:
     #: checks run, and those not applicable (with why)
     ran: list[str] = field(default_factory=list)
     not_applicable: list[str] = field(default_factory=list)
+    #: every GPU of the node held by other pods: not a verdict on isolation
+    busy: bool = False
 
-    def outcome(self) -> Outcome:
+    def outcome(self, busy_policy: str = "fail") -> Outcome:
+        if self.busy:
+            return Outcome(False, "; ".join(self.problems), skip=busy_policy == "skip")
         if self.problems:
             return Outcome(False, f"node {self.node}: " + "; ".join(self.problems))
         note = (f" (not applicable: {'; '.join(self.not_applicable)})"
@@ -79,8 +83,10 @@ class NodeIsolation:
         self.suffix = _suffix(node)
 
     # --- the node -------------------------------------------------------------------------
-    def offer(self) -> tuple[str, int]:
-        """The GPU resource a pod asks for on this node, and how many of it no pod holds."""
+    def offer(self, *, ours: bool = False) -> tuple[str, int, list[str]]:
+        """The GPU resource a pod asks for on this node, how many of it no pod holds (``ours``:
+        how many no pod outside gpu-conformance holds, which other runs' probes and Jobs give
+        back when they end), and the pods holding the others."""
         found: Any = call(self.core.read_node, self.node)
         status = found.status
         offers = sharing.analyse(dict(found.metadata.labels or {}),
@@ -89,9 +95,12 @@ class NodeIsolation:
         resource = offers.workload_resource or gpus.GPU_RESOURCE
         offer = offers.offers.get(resource)
         allocatable = (offer.allocatable or 0) if offer else 0
+        holders: list[str] = []
         if resource == gpus.GPU_RESOURCE:
-            allocatable = min(allocatable, node_gpus(self.api, self.node, self.namespace).free)
-        return resource, allocatable
+            held = node_gpus(self.api, self.node, self.namespace)
+            allocatable = min(allocatable, held.ours if ours else held.free)
+            holders = held.holders
+        return resource, allocatable, holders
 
     # --- pods -----------------------------------------------------------------------------
     def name(self, kind: str) -> str:
@@ -166,10 +175,14 @@ class NodeIsolation:
     # --- the checks -----------------------------------------------------------------------
     def run(self) -> IsolationResult:
         result = IsolationResult(self.node)
-        resource, allocatable = self.offer()
+        resource, allocatable, holders = self.offer()
+        if allocatable < 1 and holders:
+            result.busy = True
+            result.problems.append(f"node {self.node} is busy: all its GPUs are held by other "
+                                   f"pods: {', '.join(holders)}")
+            return result
         if allocatable < 1:
-            result.problems.append(f"no free {resource} (none allocatable, or every one held "
-                                   "by other pods): nothing to check isolation with")
+            result.problems.append(f"no allocatable {resource}: nothing to check isolation with")
             return result
         phases: list[Callable[[str, int, IsolationResult], None]] = [
             self._single_and_none, self._two_containers, self._concurrent, self._exhausted]
@@ -226,6 +239,9 @@ class NodeIsolation:
     def _exhausted(self, resource: str, allocatable: int, result: IsolationResult) -> None:
         holder, extra = self.name("holder"), self.name("extra")
         names = [holder, extra]
+        # every GPU not held outside gpu-conformance: a concurrent run's probes are waited for,
+        # so that none it gives back meanwhile lets the extra pod in
+        resource, allocatable, _ = self.offer(ours=True)
         try:
             self.create(probe.holder_pod(holder, self.namespace, self.node, allocatable,
                                          hold_seconds=HOLDER_HOLD, resource=resource,
@@ -276,11 +292,12 @@ def _log(core: client.CoreV1Api, pod: str, namespace: str, container: str) -> st
 
 
 def check(api: client.ApiClient, namespace: str, node: str, timeouts: Timeouts, *,
-          run_id: str, progress: Log | None = None) -> Outcome:
-    """Every isolation check on ``node``: the outcome names each failure."""
+          run_id: str, progress: Log | None = None, busy_policy: str = "fail") -> Outcome:
+    """Every isolation check on ``node``: the outcome names each failure; a node whose GPUs
+    are all held by other pods fails or skips as ``--busy`` says."""
     started = time.monotonic()
     result = NodeIsolation(api, namespace, node, timeouts, run_id=run_id, progress=progress).run()
-    outcome = result.outcome()
+    outcome = result.outcome(busy_policy)
     if progress is not None:
         checked = ", ".join(result.ran) + (f"; not applicable: {'; '.join(result.not_applicable)}"
                                             if result.not_applicable else "")

@@ -160,6 +160,9 @@ class NodeGpus:
     holders: list[str]
     #: allocatable GPUs no pod on the node holds (this run's own pods included)
     free: int = 0
+    #: allocatable GPUs less those held by pods that are not gpu-conformance's (what this run
+    #: can have once other gpu-conformance runs' pods are done)
+    ours: int = 0
 
 
 def node_gpus(api: client.ApiClient, node: str, own_namespace: str) -> NodeGpus:
@@ -177,7 +180,8 @@ def node_gpus(api: client.ApiClient, node: str, own_namespace: str) -> NodeGpus:
     busy = allocatable >= 1 and foreign_used >= allocatable
     everyone = sum(n for _, n in gpu_holders(pods).get(node, []))
     return NodeGpus(busy, not busy and allocatable >= 1 and used >= allocatable,
-                    [f"{pod} ({n})" for pod, n in held], max(0, allocatable - everyone))
+                    [f"{pod} ({n})" for pod, n in held], max(0, allocatable - everyone),
+                    max(0, allocatable - foreign_used))
 
 
 def stale_rejection(pod: Any, message: str, free: int) -> bool:

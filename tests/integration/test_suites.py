@@ -144,9 +144,9 @@ def test_kwok_backend_with_xdist_and_every_workload_profile(run_suites: Callable
                         f"--cluster-name=it-xdist-{os.getpid()}")
     passed(result)
     # rollout 2, capacity per node 2, workload and device per profile and node, gates per
-    # judged (health) profile and node
+    # judged (health) profile and node, isolation per node
     judged = len([p for p in PROFILES.values() if p.judge])
-    assert f"{2 + 2 + 2 * 2 * len(PROFILES) + 2 * judged} passed" in result.output
+    assert f"{2 + 2 + 2 * 2 * len(PROFILES) + 2 * judged + 2} passed" in result.output
     assert f"cluster 'it-xdist-{os.getpid()}' removed" in result.output
     assert not (REPO / ".gpu-conformance" / "clusters" / f"it-xdist-{os.getpid()}").exists()
 

@@ -224,3 +224,16 @@ def test_exhausted_mig_node_is_judged_on_its_mig_resource() -> None:
                            resource="nvidia.com/mig-3g.40gb") == []
     [problem] = judge_exhausted(pending, "aks-gpu-0", 2, ["gc-holder"])
     assert "not for lack of GPUs" in problem
+
+
+def test_isolation_on_a_busy_node_fails_or_skips_as_busy_says() -> None:
+    from gpu_conformance.checks.isolation import IsolationResult
+
+    busy = IsolationResult("aks-gpu-0", problems=["node aks-gpu-0 is busy: all its GPUs are held "
+                                                  "by other pods: team/train (1)"], busy=True)
+    failed, skipped = busy.outcome("fail"), busy.outcome("skip")
+    assert (failed.ok, failed.skip, skipped.ok, skipped.skip) == (False, False, False, True)
+    assert failed.message == skipped.message == busy.problems[0]
+    passed = IsolationResult("aks-gpu-0", ran=["1 GPU asked -> 1 seen"],
+                             not_applicable=["two concurrent pods need 2 nvidia.com/gpu"])
+    assert passed.outcome().ok and "not applicable" in passed.outcome().message
