@@ -28,8 +28,9 @@ _DEFAULTS: tuple[Timeout, ...] = (
     Timeout("api-ready", 60, "the offline cluster's kube-apiserver serves /readyz within seconds "
             "on 2 cores; a minute covers a loaded CI machine, and an unreachable real cluster "
             "is reported within it"),
-    Timeout("nodes-ready", 60, "simulated nodes turn Ready as soon as kwok sees them; real nodes "
-            "are expected Ready before the suite starts"),
+    Timeout("nodes-ready", 60, "simulated nodes turn Ready as soon as kwok sees them (the "
+            "offline cluster allows this per 500 new nodes); real nodes are expected Ready "
+            "before the suite starts"),
     Timeout("plugin-rollout", 600, "the device plugin may wait for the GPU driver to install, "
             "which takes upwards of 5 minutes on a fresh node (Kubernetes e2e uses 10 minutes)"),
     Timeout("gpu-capacity", 300, "after the plugin registers, the kubelet reports nvidia.com/gpu "

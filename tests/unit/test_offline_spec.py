@@ -235,3 +235,11 @@ def test_shared_gpu_nodes_carry_gfd_labels_and_offer_their_resources(
     assert manifest["metadata"]["labels"][gpus.PRODUCT_LABEL] == label
     assert {r: v for r, v in manifest["status"]["capacity"].items()
             if r.startswith("nvidia.com/")} == offered
+
+
+@pytest.mark.parametrize(("nodes", "bound"), [(3, 60.0), (500, 60.0), (2001, 240.12),
+                                              (5001, 600.12)])
+def test_the_nodes_ready_bound_grows_with_the_nodes_created(nodes: int, bound: float) -> None:
+    from gpu_conformance.offline import nodes_ready_bound
+
+    assert nodes_ready_bound(60, nodes) == pytest.approx(bound)
