@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,9 +95,13 @@ def test_interrupted_at_twenty_points_leaves_nothing(cluster: OfflineCluster,
         # had just ended (0); never a traceback, never a death by the signal itself (-2, -15).
         # Before the plugin has said anything (Python and pytest still starting, nothing
         # created) the interpreter's own handling of the signal is all there is.
+        # After the session has ended (pytest's summary line printed, the handlers given back
+        # at unconfigure) the default disposition may end the exiting process: nothing is left.
         started_run = "[gpu-conformance]" in output
+        ended = re.search(r"^=+ .*\b(passed|failed)\b.* in [\d.]+s.* =+$", output.strip()
+                          .splitlines()[-1] if output.strip() else "") is not None
         if started_run and ("Traceback (most recent call last)" in output
-                            or proc.returncode not in (0, 2)):
+                            or proc.returncode not in ((0, 2, -signum) if ended else (0, 2))):
             problems.append(f"{where}: {output[-2500:]}")
         left = _settled(cluster, kubectl)
         if left:
