@@ -27,9 +27,9 @@ from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import gpus, sharing
+from gpu_conformance import gpus
 from gpu_conformance.checks import Outcome
-from gpu_conformance.checks.workload import node_gpus
+from gpu_conformance.checks.workload import FINAL_WAITING_REASONS, node_gpus, node_offer
 from gpu_conformance.errors import FinalStateError, WaitTimeout, is_not_found
 from gpu_conformance.kube import call
 from gpu_conformance.log import Log
@@ -87,14 +87,8 @@ class NodeIsolation:
         """The GPU resource a pod asks for on this node, how many of it no pod holds (``ours``:
         how many no pod outside gpu-conformance holds, which other runs' probes and Jobs give
         back when they end), and the pods holding the others."""
-        found: Any = call(self.core.read_node, self.node)
-        status = found.status
-        offers = sharing.analyse(dict(found.metadata.labels or {}),
-                                 (status.capacity if status else None) or {},
-                                 (status.allocatable if status else None) or {})
-        resource = offers.workload_resource or gpus.GPU_RESOURCE
-        offer = offers.offers.get(resource)
-        allocatable = (offer.allocatable or 0) if offer else 0
+        offer = node_offer(self.api, self.node)
+        resource, allocatable = offer.resource, offer.allocatable
         holders: list[str] = []
         if resource == gpus.GPU_RESOURCE:
             held = node_gpus(self.api, self.node, self.namespace)
@@ -106,9 +100,8 @@ class NodeIsolation:
     def name(self, kind: str) -> str:
         return f"iso-{kind}-{self.suffix}"
 
-    def create(self, manifest: dict[str, Any]) -> str:
+    def create(self, manifest: dict[str, Any]) -> None:
         call(self.core.create_namespaced_pod, self.namespace, manifest)
-        return str(manifest["metadata"]["name"])
 
     def delete(self, names: Sequence[str]) -> None:
         """Delete ``names`` at once and wait until they are gone (their GPUs free again)."""
@@ -143,7 +136,7 @@ class NodeIsolation:
                 phase = pod.status.phase if pod.status else None
                 for cs in (pod.status.container_statuses or []) if pod.status else []:
                     waiting_state = cs.state.waiting if cs.state else None
-                    if waiting_state and waiting_state.reason in FINAL_WAITING:
+                    if waiting_state and waiting_state.reason in FINAL_WAITING_REASONS:
                         return Verdict(False, "", final=(
                             f"pod {name} container {cs.name} is {waiting_state.reason}: "
                             f"{waiting_state.message or ''}").strip())
@@ -264,7 +257,7 @@ class NodeIsolation:
             pods = [p for p in items if p.metadata.name == name]
             if not pods:
                 return Verdict(False, f"{name} not created yet")
-            state = probe.pod_state(client.ApiClient().sanitize_for_serialization(pods[0]))
+            state = probe.pod_state(self.api.sanitize_for_serialization(pods[0]))
             found[:] = [state]
             done = bool(state.node_name) or state.scheduled == "False"
             return Verdict(done, f"{name} {state.phase}, PodScheduled={state.scheduled}")
@@ -276,10 +269,6 @@ class NodeIsolation:
                      timeout_name="unschedulable-grace", namespace=self.namespace,
                      field_selector=f"metadata.name={name}")
         return found[0] if found else probe.PodState(name, "Unknown")
-
-
-FINAL_WAITING = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError",
-                 "CreateContainerConfigError", "RunContainerError")
 
 
 def _log(core: client.CoreV1Api, pod: str, namespace: str, container: str) -> str:

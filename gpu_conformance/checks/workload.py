@@ -184,6 +184,30 @@ def node_gpus(api: client.ApiClient, node: str, own_namespace: str) -> NodeGpus:
                     max(0, allocatable - foreign_used))
 
 
+@dataclass(frozen=True)
+class NodeOffer:
+    """What a pod on a GPU node asks for: the resource the node offers (nvidia.com/gpu; on a
+    MIG or time-sliced node what sharing.workload_resource picks), its allocatable count, and
+    the node's VM size."""
+
+    resource: str
+    allocatable: int
+    size: str | None
+
+
+def node_offer(api: client.ApiClient, node: str) -> NodeOffer:
+    found: Any = call(client.CoreV1Api(api).read_node, node)
+    labels = dict(found.metadata.labels or {})
+    status = found.status
+    offers = sharing.analyse(labels, (status.capacity if status else None) or {},
+                             (status.allocatable if status else None) or {})
+    resource = offers.workload_resource or gpus.GPU_RESOURCE
+    offer = offers.offers.get(resource)
+    return NodeOffer(resource, (offer.allocatable or 0) if offer else 0,
+                     labels.get(gpus.INSTANCE_TYPE_LABEL)
+                     or labels.get(gpus.LEGACY_INSTANCE_TYPE_LABEL))
+
+
 def stale_rejection(pod: Any, message: str, free: int) -> bool:
     """The scheduler rejected ``pod`` for want of GPUs that its node has free now: it decided
     before they were released and retries on the release event (or, if it missed that event,
@@ -250,18 +274,11 @@ class Workloads:
         (nvidia.com/gpu; on a MIG or time-sliced node what it offers, gpu_conformance.sharing)."""
         if node is None:
             return self.gpus_per_job, None, gpus.GPU_RESOURCE
-        found: Any = call(client.CoreV1Api(self.api).read_node, node)
-        labels = dict(found.metadata.labels or {})
-        status = found.status
-        offers = sharing.analyse(labels, (status.capacity if status else None) or {},
-                                 (status.allocatable if status else None) or {})
-        resource = offers.workload_resource or gpus.GPU_RESOURCE
-        offer = offers.offers.get(resource)
-        allocatable = (offer.allocatable or 0) if offer else 0
-        size = labels.get(gpus.INSTANCE_TYPE_LABEL) or labels.get(gpus.LEGACY_INSTANCE_TYPE_LABEL)
-        if resource != gpus.GPU_RESOURCE:
-            return 1, size, resource  # one MIG device or one replica: all a pod can use
-        return (max(1, allocatable) if profile.all_gpus else self.gpus_per_job), size, resource
+        offer = node_offer(self.api, node)
+        if offer.resource != gpus.GPU_RESOURCE:
+            return 1, offer.size, offer.resource  # one MIG device or one replica: all a pod uses
+        count = max(1, offer.allocatable) if profile.all_gpus else self.gpus_per_job
+        return count, offer.size, offer.resource
 
     def result(self, profile: WorkloadProfile, node: str | None) -> WorkloadResult:
         """The (profile, node) Job's result, waiting for it (bounded) the first time."""
