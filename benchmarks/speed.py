@@ -9,14 +9,17 @@
             on the same kept offline cluster, rounds alternating; medians and their ratio.
 - runs:     a fresh default run (`pytest`: cluster start, suites, teardown) and a run against
             a kept cluster (`pytest --cluster-name bench-kept` after `--keep-cluster`).
-- scale:    for each node count: `cluster up` time, time until the DaemonSet has its pods
-            (the cluster settles), the suites' time started right after, and the HTTP requests
-            each check sent (counted in the run's own client: benchmarks/count_requests.py).
+- scale:    for each node count: `cluster up` time, time until every node is Ready and
+            untainted, the suites' time started right after (they roll the plugin out over
+            every node), the plugin's rollout as a platform team deploys it (kubectl), then the
+            suites on that settled cluster; the HTTP requests each check sent in both runs
+            (counted in the run's own client: benchmarks/count_requests.py).
 - reaction: a watch-based wait (gpu_conformance.waits.wait_for) on an object changed by another
             client at a random moment: time from the change to the wait returning.
 - startup:  what a run pays before it touches a cluster, each in a fresh interpreter: Python
-            alone, `import pytest`, the plugin, and the kubernetes client's typed API modules
-            a run uses (CoreV1Api, AppsV1Api, BatchV1Api, CoordinationV1Api).
+            alone, `import pytest`, the plugin, the plugin with the model classes a run
+            reads, and, for comparison, the kubernetes client's typed API modules a run no
+            longer imports (CoreV1Api, AppsV1Api, BatchV1Api, CoordinationV1Api).
 
 Prints and writes JSON (default benchmarks/results.json); the README quotes it. Not a test:
 nothing here asserts, and no test is timed.
@@ -40,7 +43,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import binaries
+from gpu_conformance import binaries, kapi
 from gpu_conformance.kube import new_api_client
 from gpu_conformance.offline import OfflineCluster, OfflineClusterSpec
 from gpu_conformance.paths import REPO_ROOT
@@ -148,7 +151,7 @@ def _count_requests(kubeconfig: Path, *args: str) -> tuple[float, int, dict[str,
 def _settled(kubeconfig: Path, nodes: int, timeout: float) -> float:
     """Seconds until every node is Ready and untainted by the node lifecycle controller."""
     api = new_api_client(kubeconfig, None)
-    core = client.CoreV1Api(api)
+    core = kapi.CoreV1Api(api)
     started = time.monotonic()
 
     def ok(items: list[Any]) -> Verdict:
@@ -161,7 +164,23 @@ def _settled(kubeconfig: Path, nodes: int, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def _plugin_rollout(kubeconfig: Path) -> float:
+    """The seed guide's plugin applied as a platform team deploys it; seconds until rolled out."""
+    k = [str(binaries.ensure()["kubectl"]), f"--kubeconfig={kubeconfig}"]
+    started = time.monotonic()
+    subprocess.run([*k, "apply", "-f", str(SEED / "namespace.yaml"), "-f",
+                    str(SEED / "nvidia-device-plugin-ds.yaml")], check=True, capture_output=True,
+                   timeout=120)
+    subprocess.run([*k, "-n", "gpu-resources", "rollout", "status",
+                    "daemonset/nvidia-device-plugin-daemonset", "--timeout=900s"], check=True,
+                   capture_output=True, timeout=960)
+    return time.monotonic() - started
+
+
 def bench_scale(counts: list[int]) -> dict[str, Any]:
+    """Per node count: the suites started right after `cluster up` (they install the plugin,
+    wait for its rollout, check, remove it), then on the settled cluster (the plugin deployed
+    and rolled out beforehand, as on a cluster in service)."""
     results: dict[str, Any] = {}
     for nodes in counts:
         cluster = OfflineCluster(OfflineClusterSpec(name=f"bench-scale-{os.getpid()}", gpu_nodes=nodes))
@@ -172,9 +191,15 @@ def bench_scale(counts: list[int]) -> dict[str, Any]:
             settle = _settled(cluster.kubeconfig, nodes, timeout=600)
             # the suites right after; one workload Job (the Jobs scale with --workload-nodes)
             seconds, code, requests = _count_requests(cluster.kubeconfig, "--workload-nodes", "one")
-            results[str(nodes)] = {"cluster_up_s": round(up, 1), "settle_s": round(settle, 1),
-                                   "suite_s": round(seconds, 1), "suite_exit_code": code,
-                                   "requests": requests}
+            rollout = _plugin_rollout(cluster.kubeconfig)
+            settled_s, settled_code, settled_requests = _count_requests(
+                cluster.kubeconfig, "--workload-nodes", "one")
+            results[str(nodes)] = {
+                "cluster_up_s": round(up, 1), "settle_s": round(settle, 1),
+                "suite_right_after_up_s": round(seconds, 1), "suite_exit_code": code,
+                "requests": requests, "plugin_rollout_s": round(rollout, 1),
+                "suite_settled_s": round(settled_s, 1), "suite_settled_exit_code": settled_code,
+                "requests_settled": settled_requests}
         finally:
             cluster.down(log=lambda _l: None)
         print(json.dumps({str(nodes): results[str(nodes)]}), flush=True)
@@ -187,7 +212,7 @@ def bench_reaction(trials: int) -> dict[str, Any]:
     try:
         api = new_api_client(cluster.kubeconfig, None)
         writer_api = new_api_client(cluster.kubeconfig, None)
-        core, writer = client.CoreV1Api(api), client.CoreV1Api(writer_api)
+        core, writer = kapi.CoreV1Api(api), kapi.CoreV1Api(writer_api)
         reactions = []
         for trial in range(trials):
             name = f"trial-{trial}"
@@ -224,6 +249,10 @@ STARTUP_IMPORTS = {
     "python": "pass",
     "pytest": "import pytest",
     "plugin": "import gpu_conformance.pytest_plugin",
+    # the plugin plus the model classes a run deserializes (what a run imports now)
+    "plugin_and_models": ("import gpu_conformance.pytest_plugin; from kubernetes.client import "
+                          "V1NodeList, V1PodList, V1DaemonSetList, V1JobList, V1NamespaceList"),
+    # what a run no longer imports (gpu_conformance.kapi sends the same requests)
     "kubernetes_typed_apis": ("import kubernetes.client.api.core_v1_api, "
                               "kubernetes.client.api.apps_v1_api, "
                               "kubernetes.client.api.batch_v1_api, "

@@ -28,6 +28,7 @@ from typing import Any
 
 from kubernetes import client
 
+from gpu_conformance import kapi
 from gpu_conformance.errors import UsageError, is_not_found, one_line
 from gpu_conformance.kube import call, is_conflict
 from gpu_conformance.log import Log
@@ -96,7 +97,7 @@ class RunLease:
         }
 
     def create(self) -> None:
-        core = client.CoreV1Api(self.api)
+        core = kapi.CoreV1Api(self.api)
         body = {"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": self.namespace, "labels": {RUN_LABEL: self.run_id}}}
         try:
@@ -105,7 +106,7 @@ class RunLease:
             if not is_conflict(exc):
                 raise
         try:
-            call(client.CoordinationV1Api(self.api).create_namespaced_lease, self.namespace,
+            call(kapi.CoordinationV1Api(self.api).create_namespaced_lease, self.namespace,
                  self._body())
         except Exception as exc:
             if not is_conflict(exc):
@@ -113,7 +114,7 @@ class RunLease:
 
     def renew(self) -> None:
         now = _now().isoformat(timespec="microseconds").replace("+00:00", "Z")
-        call(client.CoordinationV1Api(self.api).patch_namespaced_lease, self.namespace,
+        call(kapi.CoordinationV1Api(self.api).patch_namespaced_lease, self.namespace,
              self.namespace, {"spec": {"renewTime": now}})
 
     def start(self) -> None:
@@ -150,7 +151,7 @@ def lease_alive(lease: Any, now: datetime) -> bool:
 
 def live_runs(api: client.ApiClient, run_ids: set[str]) -> set[str]:
     """Which of ``run_ids`` hold a live Lease (or are still starting)."""
-    coordination, core = client.CoordinationV1Api(api), client.CoreV1Api(api)
+    coordination, core = kapi.CoordinationV1Api(api), kapi.CoreV1Api(api)
     alive, now = set(), _now()
     for run_id in run_ids:
         name = run_namespace(run_id)
@@ -198,7 +199,7 @@ class SharedPlugin:
     name: str
 
 
-def _update_users(apps: client.AppsV1Api, plugin: SharedPlugin, change: Any) -> Any | None:
+def _update_users(apps: kapi.AppsV1Api, plugin: SharedPlugin, change: Any) -> Any | None:
     """Apply ``change(users) -> users`` with optimistic concurrency; the DaemonSet after, or
     None when it is gone."""
     for _ in range(UPDATE_ATTEMPTS):
@@ -224,7 +225,7 @@ def _update_users(apps: client.AppsV1Api, plugin: SharedPlugin, change: Any) -> 
 
 def join(api: client.ApiClient, plugin: SharedPlugin, run_id: str) -> bool:
     """Add this run to a managed plugin's users; False when it has gone meanwhile."""
-    apps = client.AppsV1Api(api)
+    apps = kapi.AppsV1Api(api)
     return _update_users(apps, plugin, lambda users: sorted({*users, run_id})) is not None
 
 
@@ -232,7 +233,7 @@ def leave(api: client.ApiClient, plugin: SharedPlugin, run_id: str, log: Log,
           dead: set[str] | None = None, *, keep: bool = False) -> None:
     """Remove this run (and ``dead`` runs) from the users; the last one out deletes the plugin
     and the namespace gpu-conformance created for it (``keep``: leaves it for the next run)."""
-    apps = client.AppsV1Api(api)
+    apps = kapi.AppsV1Api(api)
     gone = {run_id, *(dead or ())}
     ds: Any = _update_users(apps, plugin, lambda users: [u for u in users if u not in gone])
     if ds is None or users_of(ds):
@@ -258,7 +259,7 @@ def leave(api: client.ApiClient, plugin: SharedPlugin, run_id: str, log: Log,
 def delete_managed_namespace(api: client.ApiClient, name: str, log: Log) -> bool:
     """Delete a namespace gpu-conformance created, once nothing managed is left in it; True
     when its deletion was asked for."""
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    core, apps = kapi.CoreV1Api(api), kapi.AppsV1Api(api)
     try:
         ns = call(core.read_namespace, name)
     except Exception as exc:
@@ -290,7 +291,7 @@ def sweep(api: client.ApiClient, log: Log, *, keep: set[str] | None = None,
           keep_plugins: bool = False) -> SweepResult:
     """Remove what dead runs left: their namespaces and their places in shared plugins
     (``keep_plugins``: a plugin nobody uses stays, as a kept offline cluster's does)."""
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    core, apps = kapi.CoreV1Api(api), kapi.AppsV1Api(api)
     keep = keep or set()
     labelled: list[Any] = call(core.list_namespace, label_selector=RUN_LABEL).items
     by_run: dict[str, list[str]] = {}

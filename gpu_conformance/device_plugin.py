@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client
 
+from gpu_conformance import kapi
 from gpu_conformance.errors import UsageError
 from gpu_conformance.kube import call
 from gpu_conformance.objects import RUN_LABEL
@@ -78,7 +78,7 @@ def is_nvidia_device_plugin(ds: Any) -> bool:
     )
 
 
-def find_existing(apps: client.AppsV1Api, exclude_run: str | None = None) -> list[Any]:
+def find_existing(apps: kapi.AppsV1Api, exclude_run: str | None = None) -> list[Any]:
     found = []
     items: list[Any] = call(apps.list_daemon_set_for_all_namespaces).items
     for ds in items:

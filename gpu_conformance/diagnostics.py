@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import gpus
+from gpu_conformance import gpus, kapi
 from gpu_conformance.errors import one_line
 from gpu_conformance.gpu_nodes import find_gpu_nodes, format_taint, quantity
 from gpu_conformance.hints import likely_causes
@@ -55,7 +55,7 @@ def collect(api: client.ApiClient, namespaces: Iterable[str], *, label_selector:
             with_logs: bool = True, limit: int | None = MAX_CHARS,
             max_pods: int | None = MAX_PODS, max_events: int | None = MAX_EVENTS) -> str:
     """A human-readable dump of the namespaces' state and the GPU nodes (``limit`` None: whole)."""
-    core = client.CoreV1Api(api)
+    core = kapi.CoreV1Api(api)
     out: list[str] = []
     texts: list[str] = []
     for ns in dict.fromkeys(namespaces):
@@ -120,7 +120,7 @@ def pod_line(pod: Any) -> str:
     return " ".join(p.strip() for p in parts)
 
 
-def _log_tail(core: client.CoreV1Api, pod: Any, container: str) -> str:
+def _log_tail(core: kapi.CoreV1Api, pod: Any, container: str) -> str:
     try:
         text = call(core.read_namespaced_pod_log, _name(pod),
                     getattr(pod.metadata, "namespace", None), container=container,
@@ -130,7 +130,7 @@ def _log_tail(core: client.CoreV1Api, pod: Any, container: str) -> str:
     return (text if isinstance(text, str) else "").rstrip() or "(empty log)"
 
 
-def gpus_in_use(core: client.CoreV1Api) -> dict[str, list[tuple[str, int]]]:
+def gpus_in_use(core: kapi.CoreV1Api) -> dict[str, list[tuple[str, int]]]:
     """Per node, the pods holding GPUs: a busy cluster is reported as busy, not as broken."""
     try:
         pods: list[Any] = call(core.list_pod_for_all_namespaces,
@@ -178,7 +178,7 @@ def gpu_holders(pods: Iterable[Any]) -> dict[str, list[tuple[str, int]]]:
     return users
 
 
-def _node_lines(core: client.CoreV1Api) -> list[str]:
+def _node_lines(core: kapi.CoreV1Api) -> list[str]:
     try:
         nodes = call(core.list_node).items or []
     except Exception as exc:

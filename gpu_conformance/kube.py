@@ -16,6 +16,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from gpu_conformance import kapi
 from gpu_conformance.errors import AccessError, ClusterError, UsageError, is_not_found, one_line
 from gpu_conformance.log import Log
 from gpu_conformance.retry import exponential, retrying
@@ -128,7 +129,7 @@ def call(fn: Callable[..., T], *args: Any, deadline: float | None = None,
     retried. ``deadline`` (a ``time.monotonic()`` value) stops the retries of a wait that has
     its own bound.
     """
-    if getattr(fn, "__module__", "").startswith("kubernetes.client.api"):
+    if getattr(fn, "__module__", "").startswith(("kubernetes.client.api", "gpu_conformance.kapi")):
         kwargs.setdefault("_request_timeout", _request_timeout)
     try:
         return retrying(lambda: fn(*args, **kwargs), transient=_transient_reason,
@@ -262,7 +263,7 @@ def server_version(api: client.ApiClient, budget: float | None = None) -> str:
     deadline = time.monotonic() + seconds
     # each request gets what is left of the budget: a silent server costs the budget once
     per_request = (min(3.0, seconds), max(1.0, seconds))
-    version_api = client.VersionApi(api)
+    version_api = kapi.VersionApi(api)
     try:
         info = call(version_api.get_code, deadline=deadline, _request_timeout=per_request)
     except AccessError:

@@ -7,6 +7,7 @@ from typing import Any
 
 from kubernetes import client
 
+from gpu_conformance import kapi
 from gpu_conformance.errors import is_not_found, one_line
 from gpu_conformance.kube import call, is_conflict
 from gpu_conformance.log import Log
@@ -24,7 +25,7 @@ def create_namespace(api: client.ApiClient, name: str, run_id: str,
     """Create it labelled with the run id; one the run already made (its Lease namespace, or a
     create whose answer was lost) is fine. With ``ready_timeout``, wait until its default
     ServiceAccount exists: pods cannot be created before (the Job controller would back off)."""
-    core = client.CoreV1Api(api)
+    core = kapi.CoreV1Api(api)
     body = {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": {RUN_LABEL: run_id}}}
     try:
@@ -41,7 +42,7 @@ def create_namespace(api: client.ApiClient, name: str, run_id: str,
 
 def wait_for_default_service_account(api: client.ApiClient, namespace: str, timeout: float,
                                      log: Log | None = None) -> None:
-    core = client.CoreV1Api(api)
+    core = kapi.CoreV1Api(api)
 
     def present(items: list[Any]) -> Verdict:
         return Verdict(bool(items), "default ServiceAccount " + ("present" if items else "missing"))
@@ -55,7 +56,7 @@ def wait_for_default_service_account(api: client.ApiClient, namespace: str, time
 def delete_namespace(api: client.ApiClient, name: str, timeout: float, log: Log | None = None,
                      wait: bool = True) -> None:
     """Delete; with ``wait``, until it is gone, so a run leaves the cluster as it found it."""
-    core = client.CoreV1Api(api)
+    core = kapi.CoreV1Api(api)
     try:
         call(core.delete_namespace, name, body={"propagationPolicy": "Background"})
     except Exception as exc:
@@ -77,7 +78,7 @@ def delete_namespace(api: client.ApiClient, name: str, timeout: float, log: Log 
 def sweep_namespaces(api: client.ApiClient, run_id: str, timeout: float, log: Log,
                      wait: bool = True) -> list[str]:
     """Delete every namespace this run labelled (workers' leftovers after Ctrl-C)."""
-    core = client.CoreV1Api(api)
+    core = kapi.CoreV1Api(api)
     failures = []
     labelled: list[Any] = call(core.list_namespace,
                                label_selector=f"{RUN_LABEL}={run_id}").items

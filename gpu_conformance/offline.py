@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from gpu_conformance import binaries, gpus, nodes, sharing, simulator
+from gpu_conformance import binaries, gpus, kapi, nodes, sharing, simulator
 from gpu_conformance.errors import ClusterError, UsageError, one_line
 from gpu_conformance.kube import call, is_conflict, new_api_client
 from gpu_conformance.log import Log
@@ -130,6 +130,11 @@ class OfflineClusterSpec:
 MAX_GPU_NODES = 5000
 #: Node creations in flight at once (the API server admits them in parallel)
 CREATE_PARALLEL = 8
+#: the API server's post-start hooks that write its defaults (RBAC roles and bindings, priority
+#: classes): creating nodes does not need them, so node creation does not wait for them
+BOOTSTRAP_HOOKS = ("poststarthook/rbac/bootstrap-roles",
+                   "poststarthook/scheduling/bootstrap-system-priority-classes")
+API_READY_POLL = 0.05  # seconds between two /readyz questions while the API server starts
 
 #: what kwokctl starts (its pid files are named after them)
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
@@ -256,15 +261,21 @@ class OfflineCluster:
                 self._kwokctl(paths, "create", "cluster", "--name", self.spec.name,
                               "--config", str(config_file), "--kubeconfig", "",
                               "--kube-apiserver-port", str(port),
-                              "--wait", f"{self.spec.timeouts['api-ready']:g}s",
-                              timeout=self.spec.timeouts["api-ready"]
-                              + self.spec.timeouts["kwokctl"], log=log)
+                              # kwokctl's own wait polls /healthz once a second through a
+                              # kubectl process: up to a second lost on every start
+                              "--wait", "0s",
+                              timeout=self.spec.timeouts["kwokctl"], log=log)
             self._protect_secrets()
+            # the simulator, the nodes and the API server's bootstrap (default RBAC roles,
+            # priority classes: 1.5 s on 2 cores) proceed side by side
+            spawned = simulator.spawn(self.kubeconfig, self.dir,
+                                      plugin_grace=self.spec.plugin_grace, log=log)
+            self._wait_api_ready(self.spec.timeouts["api-ready"], exclude=BOOTSTRAP_HOOKS)
+            self._create_nodes(sku, log)
+            self._wait_api_ready(self.spec.timeouts["api-ready"])
             log(f"control plane up on https://127.0.0.1:{port} "
                 f"({time.monotonic() - started:.1f}s)")
-            self._create_nodes(sku, log)
-            simulator.start(self.kubeconfig, self.dir, plugin_grace=self.spec.plugin_grace,
-                            log=log, wait=self.spec.timeouts["api-ready"])
+            spawned.synced(self.spec.timeouts["api-ready"])
             if self.spec.node == "real":
                 self._real_node_up(sku, log)
         except BaseException:
@@ -367,7 +378,7 @@ class OfflineCluster:
             node.spec.cdi_spec_dirs, node.spec.image_archives = self._nvidia_node_inputs(log)
         node.up(ControlPlaneAccess.from_kwok_cluster(self.kubeconfig), log)
         if self.spec.taint_gpu_nodes:
-            core = client.CoreV1Api(new_api_client(self.kubeconfig, None))
+            core = kapi.CoreV1Api(new_api_client(self.kubeconfig, None))
             call(core.patch_node, self.real_node_name, {"spec": {"taints": [dict(nodes.GPU_TAINT)]}})
 
     def _protect_secrets(self) -> None:
@@ -470,9 +481,43 @@ class OfflineCluster:
             entries.append({"containers": list(containers), "logsFile": str(target)})
         return entries
 
+    def _wait_api_ready(self, timeout: float, exclude: tuple[str, ...] = ()) -> None:
+        """Until the API server answers /readyz "ok" (its post-start hooks done: RBAC roles,
+        priority classes), asking every 50 ms; a component that died says so at once.
+        ``exclude``: readiness checks not waited for (the server's own ``exclude`` query)."""
+        api = new_api_client(self.kubeconfig, None)
+        url = api.configuration.host + "/readyz" + (
+            "?" + "&".join(f"exclude={check}" for check in exclude) if exclude else "")
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        try:
+            while True:
+                try:
+                    answer = api.rest_client.request("GET", url, _request_timeout=(1, 2))
+                    answer.read()
+                    if answer.status == 200 and (answer.data or b"").strip() == b"ok":
+                        return
+                    last = f"HTTP {answer.status}"
+                except Exception as exc:  # refused while it starts: ask again
+                    last = one_line(exc)
+                running = self.components()
+                dead = [c for c in ("etcd", "kube-apiserver") if not running.get(c)]
+                if dead:
+                    raise ClusterError(f"{' and '.join(dead)} exited while the offline cluster "
+                                       f"started",
+                                       hint=f"see {self.kwok_dir / 'logs' / (dead[0] + '.log')}")
+                if time.monotonic() >= deadline:
+                    raise ClusterError(
+                        f"the offline cluster's API server was not ready within {timeout:g}s "
+                        f"(api-ready timeout): {last}",
+                        hint=f"see {self.kwok_dir / 'logs' / 'kube-apiserver.log'}")
+                time.sleep(API_READY_POLL)
+        finally:
+            api.close()
+
     def _create_nodes(self, sku: gpus.GpuSku, log: Log) -> None:
         api = new_api_client(self.kubeconfig, None)
-        core = client.CoreV1Api(api)
+        core = kapi.CoreV1Api(api)
         taints = [dict(nodes.GPU_TAINT)] if self.spec.taint_gpu_nodes else None
         manifests = [nodes.system_node("aks-system-00000000")]
         shared = self.spec.shared_node()

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubernetes import client
 
+from gpu_conformance import kapi
 from gpu_conformance.errors import AccessError
 from gpu_conformance.kube import RBAC_HINT, call
 
@@ -67,7 +68,7 @@ PERMISSIONS: tuple[Permission, ...] = (
 
 def missing(api: client.ApiClient, needed: tuple[Permission, ...] = PERMISSIONS) -> list[Permission]:
     """The permissions the current credentials lack (one SelfSubjectAccessReview each)."""
-    auth = client.AuthorizationV1Api(api)
+    auth = kapi.AuthorizationV1Api(api)
     lacking = []
     for p in needed:
         resource, _, sub = p.resource.partition("/")

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import backends, coordination, device_plugin, gpus, permissions
+from gpu_conformance import backends, coordination, device_plugin, gpus, kapi, permissions
 from gpu_conformance.backends.base import ClusterBackend, ClusterHandle, Traits
 from gpu_conformance.cleanup import CleanupStack
 from gpu_conformance.coordination import MANAGED_LABEL, MANAGED_VALUE, SharedPlugin
@@ -114,7 +114,7 @@ class RunContext:
         self._lease.create()
         self._lease.start()
         plugin = self._plugin(api)
-        found = [n.name for n in find_gpu_nodes(call(client.CoreV1Api(api).list_node).items)]
+        found = [n.name for n in find_gpu_nodes(call(kapi.CoreV1Api(api).list_node).items)]
         self.info = RunInfo(
             run_id=self.run_id, backend=self.backend.name,
             kubeconfig=str(handle.kubeconfig) if handle.kubeconfig else None,
@@ -135,7 +135,7 @@ class RunContext:
         if self._lease is not None:
             self._lease.stop()
         assert self._api is not None
-        core = client.CoreV1Api(self._api)
+        core = kapi.CoreV1Api(self._api)
         listed: list[Any] = call(core.list_namespace,
                                  label_selector=f"{RUN_LABEL}={self.run_id}").items
         names: list[str] = [ns.metadata.name for ns in listed]
@@ -156,7 +156,7 @@ class RunContext:
         if self._traits is not None and not self._traits.await_deletions:
             self.log(f"namespace(s) {', '.join(sorted(self._deleted))} are being deleted")
             return
-        core, wanted = client.CoreV1Api(self._api), set(self._deleted)
+        core, wanted = kapi.CoreV1Api(self._api), set(self._deleted)
 
         def gone(items: list[Any]) -> Verdict:
             left = sorted({n.metadata.name for n in items} & wanted)
@@ -170,7 +170,7 @@ class RunContext:
     # --- device plugin --------------------------------------------------------------------
     def _plugin(self, api: client.ApiClient) -> device_plugin.PluginRef | None:
         mode = self.settings.plugin_mode
-        apps = client.AppsV1Api(api)
+        apps = kapi.AppsV1Api(api)
         objects = device_plugin.load_manifest(self.settings.plugin_manifest) \
             if mode != "existing" else []
         self.backend.adapt_plugin(objects)
@@ -267,7 +267,7 @@ class RunContext:
         def gone(items: list[Any]) -> Verdict:
             return Verdict(not items, f"namespace {name} still terminating")
 
-        wait_for(f"namespace {name} (being deleted) gone", client.CoreV1Api(api).list_namespace,
+        wait_for(f"namespace {name} (being deleted) gone", kapi.CoreV1Api(api).list_namespace,
                  gone, timeout=self.settings.timeouts["namespace-delete"],
                  timeout_name="namespace-delete", progress=self.log,
                  field_selector=f"metadata.name={name}")
@@ -276,7 +276,7 @@ class RunContext:
         keep = self._traits is not None and self._traits.keeps_plugin
         coordination.leave(api, plugin, self.run_id, self.log, keep=keep)
         try:
-            ns = call(client.CoreV1Api(api).read_namespace, plugin.namespace)
+            ns = call(kapi.CoreV1Api(api).read_namespace, plugin.namespace)
         except Exception as exc:
             if not is_not_found(exc):
                 raise
@@ -291,7 +291,7 @@ class RunContext:
 
     def _properties(self, api: client.ApiClient, handle: ClusterHandle, version: str,
                     plugin: device_plugin.PluginRef | None) -> dict[str, str]:
-        nodes = call(client.CoreV1Api(api).list_node).items
+        nodes = call(kapi.CoreV1Api(api).list_node).items
         gpu_nodes = find_gpu_nodes(nodes)
         models = sorted({n.labels.get(gpus.PRODUCT_LABEL) or n.labels.get(
             gpus.INSTANCE_TYPE_LABEL, "unknown") for n in gpu_nodes})

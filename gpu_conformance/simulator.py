@@ -81,7 +81,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from gpu_conformance import gpus
+from gpu_conformance import gpus, kapi
 from gpu_conformance.errors import ClusterError, GpuConformanceError, exit_code_for, is_not_found, one_line
 from gpu_conformance.gpu_nodes import quantity
 from gpu_conformance.kube import call, describe_unreachable, is_transient, new_api_client
@@ -648,7 +648,7 @@ class Simulator:
                  gone: Callable[[], bool] = lambda: False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.api, self.log, self.gone, self.clock = api, log, gone, clock
-        self.core = client.CoreV1Api(api)
+        self.core = kapi.CoreV1Api(api)
         self.host = str(getattr(getattr(api, "configuration", None), "host", "") or "")
         self.state = DeviceManagers(grace)
         self.stats = Stats()
@@ -830,11 +830,49 @@ def start(kubeconfig: Path, state_dir: Path, *, plugin_grace: float = DEFAULT_PL
     Its output goes to ``state_dir/simulator.log``, its pid to ``state_dir/simulator.pid``;
     its command line names ``state_dir``. One already running is kept.
     """
+    return spawn(kubeconfig, state_dir, plugin_grace=plugin_grace, log=log).synced(wait)
+
+
+@dataclass
+class Spawned:
+    """A simulator started by ``spawn``; ``synced`` waits until it watches the cluster."""
+
+    state_dir: Path
+    process: subprocess.Popen[bytes] | None  # None: one was already running
+    pid: int
+    offset: int
+    log: Log
+
+    def synced(self, wait: float) -> int:
+        if self.process is None:
+            return self.pid
+        log_path = self.state_dir / LOG_FILE
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                with contextlib.suppress(OSError):
+                    (self.state_dir / PID_FILE).unlink()
+                raise ClusterError("the device plugin simulator exited at once: "
+                                   f"{_last_line(log_path, self.offset)}", hint=f"see {log_path}")
+            if SYNCED_MARKER.encode() in _tail(log_path, self.offset):
+                self.log(f"device plugin simulator running (pid {self.pid}, log {log_path})")
+                return self.pid
+            time.sleep(0.05)
+        last = _last_line(log_path, self.offset)
+        stop(self.state_dir, timeout=5.0)
+        raise ClusterError(f"the device plugin simulator did not sync within {wait:g}s: {last}",
+                           hint=f"see {log_path}")
+
+
+def spawn(kubeconfig: Path, state_dir: Path, *, plugin_grace: float = DEFAULT_PLUGIN_GRACE,
+          log: Log) -> Spawned:
+    """Start the simulator and return at once: it keeps trying to reach the API server, so it
+    may start with the control plane (its 0.5 s of imports then overlap the server's start)."""
     state_dir = state_dir.resolve()
     pid = _pid(state_dir)
     if pid is not None and running(state_dir):
         log(f"device plugin simulator already running (pid {pid})")
-        return pid
+        return Spawned(state_dir, None, pid, 0, log)
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / LOG_FILE
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -849,21 +887,7 @@ def start(kubeconfig: Path, state_dir: Path, *, plugin_grace: float = DEFAULT_PL
             start_new_session=True, close_fds=True,
         )
     (state_dir / PID_FILE).write_text(f"{process.pid}\n")
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            with contextlib.suppress(OSError):
-                (state_dir / PID_FILE).unlink()
-            raise ClusterError(f"the device plugin simulator exited at once: {_last_line(log_path, offset)}",
-                               hint=f"see {log_path}")
-        if SYNCED_MARKER.encode() in _tail(log_path, offset):
-            log(f"device plugin simulator running (pid {process.pid}, log {log_path})")
-            return process.pid
-        time.sleep(0.05)
-    last = _last_line(log_path, offset)
-    stop(state_dir, timeout=5.0)
-    raise ClusterError(f"the device plugin simulator did not sync within {wait:g}s: {last}",
-                       hint=f"see {log_path}")
+    return Spawned(state_dir, process, process.pid, offset, log)
 
 
 def _tail(path: Path, offset: int) -> bytes:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gpu_conformance import kapi
 from gpu_conformance.log import Log
 
 if TYPE_CHECKING:
@@ -106,7 +107,6 @@ class BaseBackend:
 
 def read_gpu_node_names(kubeconfig: Path | None, context: str | None) -> list[str] | None:
     """A read-only look at an existing cluster's GPU nodes; None when it cannot be had quickly."""
-    from kubernetes import client
 
     from gpu_conformance.gpu_nodes import find_gpu_nodes
     from gpu_conformance.kube import new_api_client
@@ -116,7 +116,7 @@ def read_gpu_node_names(kubeconfig: Path | None, context: str | None) -> list[st
     except Exception:
         return None
     try:  # one attempt, no retries: a name for tests is not worth a wait
-        nodes = client.CoreV1Api(api).list_node(_request_timeout=(3, 10)).items
+        nodes = kapi.CoreV1Api(api).list_node(_request_timeout=(3, 10)).items
         return [n.name for n in find_gpu_nodes(nodes)]
     except Exception:
         return None

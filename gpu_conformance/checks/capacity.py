@@ -18,7 +18,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import gpus, sharing
+from gpu_conformance import gpus, kapi, sharing
 from gpu_conformance.checks import Outcome
 from gpu_conformance.errors import WaitTimeout
 from gpu_conformance.gpu_nodes import GpuNode, find_gpu_nodes, summarize_names
@@ -101,7 +101,7 @@ def observe(api: client.ApiClient, names: Sequence[str], timeouts: Timeouts,
             progress: Log | None) -> Snapshot:
     """Wait (bounded by gpu-capacity) until every named GPU node reports capacity; whatever
     happens, the last state of every node."""
-    core = client.CoreV1Api(api)
+    core = kapi.CoreV1Api(api)
     wanted = set(names)
     snapshot = Snapshot()
     below_since: dict[str, float] = {}

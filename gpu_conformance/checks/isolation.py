@@ -27,7 +27,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import gpus
+from gpu_conformance import gpus, kapi
 from gpu_conformance.checks import Outcome
 from gpu_conformance.checks.workload import FINAL_WAITING_REASONS, node_gpus, node_offer
 from gpu_conformance.errors import FinalStateError, WaitTimeout, is_not_found
@@ -77,7 +77,7 @@ class NodeIsolation:
     def __init__(self, api: client.ApiClient, namespace: str, node: str, timeouts: Timeouts, *,
                  run_id: str, progress: Log | None = None) -> None:
         self.api, self.namespace, self.node, self.timeouts = api, namespace, node, timeouts
-        self.core = client.CoreV1Api(api)
+        self.core = kapi.CoreV1Api(api)
         self.labels = {RUN_LABEL: run_id}
         self.progress = progress
         self.suffix = _suffix(node)
@@ -271,7 +271,7 @@ class NodeIsolation:
         return found[0] if found else probe.PodState(name, "Unknown")
 
 
-def _log(core: client.CoreV1Api, pod: str, namespace: str, container: str) -> str:
+def _log(core: kapi.CoreV1Api, pod: str, namespace: str, container: str) -> str:
     try:
         text = call(core.read_namespaced_pod_log, pod, namespace, container=container,
                     _request_timeout=10)

@@ -17,6 +17,7 @@ from typing import Any
 
 from kubernetes import client
 
+from gpu_conformance import kapi
 from gpu_conformance.checks import Outcome
 from gpu_conformance.device_plugin import PluginRef
 from gpu_conformance.errors import FinalStateError, WaitTimeout
@@ -174,14 +175,14 @@ def judge(daemonset: Any, pods: Iterable[Any], gpu_nodes: Sequence[GpuNode]) -> 
 
 def observe(api: client.ApiClient, plugin: PluginRef) -> tuple[Any | None, list[Any], list[GpuNode]]:
     """The plugin DaemonSet (None if absent), its pods and the GPU nodes, as they are now."""
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    apps, core = kapi.AppsV1Api(api), kapi.CoreV1Api(api)
     found = call(apps.list_namespaced_daemon_set, plugin.namespace,
                  field_selector=f"metadata.name={plugin.name}").items
     ds = found[0] if found else None
     return ds, _pods(core, plugin, ds), find_gpu_nodes(call(core.list_node).items)
 
 
-def _pods(core: client.CoreV1Api, plugin: PluginRef, ds: Any) -> list[Any]:
+def _pods(core: kapi.CoreV1Api, plugin: PluginRef, ds: Any) -> list[Any]:
     if ds is None:
         return []
     labels = (ds.spec.selector.match_labels or {}) if ds.spec and ds.spec.selector else {}
@@ -194,7 +195,7 @@ def _pods(core: client.CoreV1Api, plugin: PluginRef, ds: Any) -> list[Any]:
 def check(api: client.ApiClient, plugin: PluginRef, timeouts: Timeouts, progress: Log | None,
           *, per_node: bool) -> Outcome:
     """Wait (bounded by plugin-rollout) for the rollout; the outcome says what is missing."""
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    apps, core = kapi.AppsV1Api(api), kapi.CoreV1Api(api)
     where = f"{plugin.namespace}/{plugin.name}"
     last: list[RolloutReport] = []
 

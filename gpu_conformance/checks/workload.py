@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gpu_conformance import gpus, sharing
+from gpu_conformance import gpus, kapi, sharing
 from gpu_conformance.checks import Outcome
 from gpu_conformance.diagnostics import gpu_holders, pod_gpus
 from gpu_conformance.errors import FinalStateError, WaitTimeout, one_line
@@ -166,7 +166,7 @@ class NodeGpus:
 
 
 def node_gpus(api: client.ApiClient, node: str, own_namespace: str) -> NodeGpus:
-    core = client.CoreV1Api(api)
+    core = kapi.CoreV1Api(api)
     status = call(core.read_node, node).status
     allocatable = quantity((getattr(status, "allocatable", None) or {}).get(gpus.GPU_RESOURCE))
     pods: list[Any] = call(core.list_pod_for_all_namespaces,
@@ -196,7 +196,7 @@ class NodeOffer:
 
 
 def node_offer(api: client.ApiClient, node: str) -> NodeOffer:
-    found: Any = call(client.CoreV1Api(api).read_node, node)
+    found: Any = call(kapi.CoreV1Api(api).read_node, node)
     labels = dict(found.metadata.labels or {})
     status = found.status
     offers = sharing.analyse(labels, (status.capacity if status else None) or {},
@@ -294,7 +294,7 @@ class Workloads:
 
     def _wait(self, profile: WorkloadProfile, node: str | None, job: dict[str, Any]
               ) -> WorkloadResult:
-        core, batch = client.CoreV1Api(self.api), client.BatchV1Api(self.api)
+        core, batch = kapi.CoreV1Api(self.api), kapi.BatchV1Api(self.api)
         name = job["metadata"]["name"]
         result = WorkloadResult(profile, name, target=node)
         first_unschedulable: dict[str, float] = {}
@@ -351,7 +351,7 @@ def run(profile: WorkloadProfile, namespace: str, api: client.ApiClient, timeout
     return batch.result(profile, node)
 
 
-def _read_log(core: client.CoreV1Api, pod: Any, namespace: str, job: dict[str, Any],
+def _read_log(core: kapi.CoreV1Api, pod: Any, namespace: str, job: dict[str, Any],
               result: WorkloadResult) -> None:
     result.pod_name, result.node_name = pod.metadata.name, pod.spec.node_name if pod.spec else None
     if result.node_name:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from gpu_conformance import gpus
+from gpu_conformance import gpus, kapi
 from gpu_conformance.backends.kind import fakegpus as kind
 from gpu_conformance.errors import ClusterError, WaitTimeout
 from gpu_conformance.kube import is_not_found, new_api_client
@@ -33,15 +33,15 @@ RESTORE_TIMEOUT_S = 20
 
 
 @pytest.fixture
-def core(offline_cluster: Any) -> Iterator[client.CoreV1Api]:
+def core(offline_cluster: Any) -> Iterator[kapi.CoreV1Api]:
     """A CoreV1Api on the offline cluster."""
     api_client = new_api_client(offline_cluster.kubeconfig, None)
-    yield client.CoreV1Api(api_client)
+    yield kapi.CoreV1Api(api_client)
     api_client.close()
 
 
 @pytest.fixture
-def plain_nodes(core: client.CoreV1Api, request: pytest.FixtureRequest) -> list[str]:
+def plain_nodes(core: kapi.CoreV1Api, request: pytest.FixtureRequest) -> list[str]:
     """Two fresh nodes without GPUs, as a kind worker registers; deleted after the test."""
     suffix = secrets.token_hex(3)
     names = [f"kind-fake-gpu-{suffix}-{i}" for i in (1, 2)]
@@ -70,11 +70,12 @@ def _all_ready(names: list[str], items: list[Any]) -> Verdict:
     return Verdict(set(names) <= ready, f"{len(set(names) & ready)}/{len(names)} Ready")
 
 
-def _status(core: client.CoreV1Api, name: str) -> client.V1Node:
-    return core.read_node_status(name, _request_timeout=30)
+def _status(core: kapi.CoreV1Api, name: str) -> client.V1Node:
+    node: client.V1Node = core.read_node_status(name, _request_timeout=30)
+    return node
 
 
-def test_nodes_advertise_gpus_and_carry_gpu_pool_labels(core: client.CoreV1Api,
+def test_nodes_advertise_gpus_and_carry_gpu_pool_labels(core: kapi.CoreV1Api,
                                                         plain_nodes: list[str]) -> None:
     kind.advertise_fake_gpus(core, plain_nodes, 2, H100)
     for name in plain_nodes:
@@ -94,7 +95,7 @@ def test_nodes_advertise_gpus_and_carry_gpu_pool_labels(core: client.CoreV1Api,
         assert kind.missing_fake_gpus(node, 2, H100) == []
 
 
-def test_advertising_twice_changes_nothing(core: client.CoreV1Api,
+def test_advertising_twice_changes_nothing(core: kapi.CoreV1Api,
                                            plain_nodes: list[str]) -> None:
     kind.advertise_fake_gpus(core, plain_nodes[:1], 1, H100)
     first = _status(core, plain_nodes[0])
@@ -106,14 +107,14 @@ def test_advertising_twice_changes_nothing(core: client.CoreV1Api,
     assert again.status.allocatable == first.status.allocatable
 
 
-def _kubelet_reset(core: client.CoreV1Api, name: str) -> None:
+def _kubelet_reset(core: kapi.CoreV1Api, name: str) -> None:
     """What a re-registering kubelet does to an extended resource it has no plugin for."""
     core.patch_node_status(name, {"status": {"capacity": {gpus.GPU_RESOURCE: "0"},
                                              "allocatable": {gpus.GPU_RESOURCE: None}}},
                            _request_timeout=30)
 
 
-def test_keeper_puts_back_what_a_kubelet_reset(core: client.CoreV1Api,
+def test_keeper_puts_back_what_a_kubelet_reset(core: kapi.CoreV1Api,
                                                plain_nodes: list[str]) -> None:
     kind.advertise_fake_gpus(core, plain_nodes, 1, H100)
     _kubelet_reset(core, plain_nodes[1])
@@ -146,7 +147,7 @@ def test_keeper_puts_back_what_a_kubelet_reset(core: client.CoreV1Api,
     assert keeper.errors == 0
 
 
-def test_a_missing_node_is_one_clear_line(core: client.CoreV1Api) -> None:
+def test_a_missing_node_is_one_clear_line(core: kapi.CoreV1Api) -> None:
     with pytest.raises(ClusterError) as error:
         kind.advertise_fake_gpus(core, ["no-such-node-" + secrets.token_hex(3)], 1, H100)
     line = error.value.one_line()
@@ -154,7 +155,7 @@ def test_a_missing_node_is_one_clear_line(core: client.CoreV1Api) -> None:
     assert "404" in line
 
 
-def test_wait_for_workers_wakes_on_a_registration(core: client.CoreV1Api,
+def test_wait_for_workers_wakes_on_a_registration(core: kapi.CoreV1Api,
                                                   request: pytest.FixtureRequest) -> None:
     before = kind.worker_node_names(core)
     name = f"kind-late-worker-{secrets.token_hex(3)}"
@@ -172,7 +173,7 @@ def test_wait_for_workers_wakes_on_a_registration(core: client.CoreV1Api,
     assert time.monotonic() - started < RESTORE_TIMEOUT_S / 2
 
 
-def test_wait_for_workers_reports_what_it_saw(core: client.CoreV1Api) -> None:
+def test_wait_for_workers_reports_what_it_saw(core: kapi.CoreV1Api) -> None:
     before = kind.worker_node_names(core)
     with pytest.raises(WaitTimeout) as error:
         kind.wait_for_workers(core, len(before) + 50, timeout_s=2)
@@ -181,7 +182,7 @@ def test_wait_for_workers_reports_what_it_saw(core: client.CoreV1Api) -> None:
         f"nodes registered, got instead: {len(before)} kind worker node(s) registered")
 
 
-def _delete_if_there(core: client.CoreV1Api, name: str) -> None:
+def _delete_if_there(core: kapi.CoreV1Api, name: str) -> None:
     try:
         core.delete_node(name, _request_timeout=30)
     except client.exceptions.ApiException as exc:

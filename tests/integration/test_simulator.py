@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, watch
+from kubernetes import watch
 
-from gpu_conformance import binaries, nodes, simulator
+from gpu_conformance import binaries, kapi, nodes, simulator
 from gpu_conformance.errors import ClusterError
 from gpu_conformance.gpus import resolve_product
 from gpu_conformance.kube import call, new_api_client
@@ -43,7 +43,7 @@ def kubectl(cluster: OfflineCluster, *args: str) -> str:
     return result.stdout
 
 
-def gpus(core: client.CoreV1Api, name: str) -> tuple[str | None, str | None]:
+def gpus(core: kapi.CoreV1Api, name: str) -> tuple[str | None, str | None]:
     """(capacity, allocatable) of nvidia.com/gpu; None where the key is absent."""
     status: Any = core.read_node_status(name).status
     return (status.capacity or {}).get(GPU), (status.allocatable or {}).get(GPU)
@@ -53,7 +53,7 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> An
     return poll_until(check, what, timeout, every=0.05)  # reaction times are measured here
 
 
-def reshape_nodes(core: client.CoreV1Api, healthy: dict[str, int]) -> None:
+def reshape_nodes(core: kapi.CoreV1Api, healthy: dict[str, int]) -> None:
     """Make `cluster up`'s GPU nodes look like the simulator's: GPUs only in annotations."""
     for name in NODES:
         annotations = {simulator.GPUS_ANNOTATION: "2"}
@@ -77,7 +77,7 @@ class Seen:
 class Recorder:
     """Every pod and node change from a point on, with the time it arrived here."""
 
-    core: client.CoreV1Api
+    core: kapi.CoreV1Api
     pods: list[Seen] = field(default_factory=list)
     nodes: list[Seen] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -132,7 +132,7 @@ class Recorder:
 
 @contextlib.contextmanager
 def simulated_cluster(tag: str, healthy: dict[str, int]) -> Iterator[tuple[OfflineCluster, Path,
-                                                                          client.CoreV1Api]]:
+                                                                          kapi.CoreV1Api]]:
     """An offline cluster with simulator-shaped GPU nodes and the simulator running."""
     cluster = OfflineCluster(OfflineClusterSpec(name=f"it-sim-{tag}-{os.getpid()}", gpu_nodes=2))
     state = cluster.dir / "simulator"
@@ -140,7 +140,7 @@ def simulated_cluster(tag: str, healthy: dict[str, int]) -> Iterator[tuple[Offli
     try:
         cluster.up(log=silent)
         api = new_api_client(cluster.kubeconfig, None)
-        core = client.CoreV1Api(api)
+        core = kapi.CoreV1Api(api)
         reshape_nodes(core, healthy)
         simulator.start(cluster.kubeconfig, state, plugin_grace=GRACE, log=silent)
         assert simulator.running(state)
@@ -229,7 +229,7 @@ def test_the_simulator_survives_an_api_server_restart() -> None:
                 restarted.wait(timeout=30)
 
 
-def _api_up(core: client.CoreV1Api) -> bool:
+def _api_up(core: kapi.CoreV1Api) -> bool:
     try:
         core.list_node(limit=1, _request_timeout=2)
     except Exception:
@@ -271,7 +271,7 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-def _gpu_counts(core: client.CoreV1Api) -> tuple[int, int, int]:
+def _gpu_counts(core: kapi.CoreV1Api) -> tuple[int, int, int]:
     """Simulated nodes with capacity 1 and allocatable 1, allocatable 0, capacity 0."""
     resp: Any = core.list_node(label_selector=simulator.NODE_LABEL_SELECTOR, _preload_content=False)
     counts = [0, 0, 0]
@@ -295,7 +295,7 @@ def test_simulator_cost_at_scale() -> None:
     try:
         cluster.up(log=silent)
         api = new_api_client(cluster.kubeconfig, None)
-        core = client.CoreV1Api(api)
+        core = kapi.CoreV1Api(api)
         started = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda i: call(core.create_node, simulated_gpu_node(f"sim-gpu-{i:05d}")),

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "options": 0, "retry": 0, "workloads": 0, "nodes": 0, "gpu_nodes": 0,
     "settings": 0, "gates": 0, "sharing": 0,
     # helpers: the Kubernetes API, the offline cluster, Azure, images
-    "kube": 1, "waits": 1, "objects": 1, "cleanup": 1, "diagnostics": 1, "device_plugin": 1,
+    "kapi": 1, "kube": 1, "waits": 1, "objects": 1, "cleanup": 1, "diagnostics": 1, "device_plugin": 1,
     "namespaces": 1, "binaries": 1, "offline": 1, "aks": 1, "realnode": 1, "reports": 1,
     "simulator": 1, "coordination": 1, "permissions": 1,
     # the checks and the backends

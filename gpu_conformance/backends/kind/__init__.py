@@ -274,11 +274,11 @@ class KindBackend(BaseBackend):
 
     def advertise(self, kubeconfig: Path, log: Log) -> None:
         """Fake GPUs on the first ``gpu_nodes`` workers, and the keeper that holds them there."""
-        from kubernetes import client
+        from gpu_conformance import kapi
 
         s = self.settings
         self._api_client = new_api_client(kubeconfig, self.context)
-        api = client.CoreV1Api(self._api_client)
+        api = kapi.CoreV1Api(self._api_client)
         self.gpu_workers = wait_for_workers(api, s.gpu_nodes, s.timeouts["nodes-ready"])
         advertise_fake_gpus(api, self.gpu_workers, s.gpus_per_node, s.sku)
         log(f"kind: advertised {s.gpus_per_node} fake {gpus.GPU_RESOURCE} "
@@ -286,7 +286,7 @@ class KindBackend(BaseBackend):
         if s.keeper_lifetime_s > 0:
             # Its own client: the keeper thread never shares a connection pool with the suites.
             self._keeper_client = new_api_client(kubeconfig, self.context)
-            keeper_api = client.CoreV1Api(self._keeper_client)
+            keeper_api = kapi.CoreV1Api(self._keeper_client)
             self._keeper = FakeGpuKeeper(keeper_api, self.gpu_workers, s.gpus_per_node, s.sku,
                                          log=log, interval_s=s.keeper_interval_s,
                                          lifetime_s=s.keeper_lifetime_s)

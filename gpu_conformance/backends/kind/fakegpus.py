@@ -27,7 +27,7 @@ from gpu_conformance.verdict import Verdict
 from gpu_conformance.waits import wait_for
 
 if TYPE_CHECKING:
-    from kubernetes.client import CoreV1Api
+    from gpu_conformance.kapi import CoreV1Api
 
 T = TypeVar("T")
 
