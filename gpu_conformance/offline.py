@@ -130,10 +130,6 @@ class OfflineClusterSpec:
 MAX_GPU_NODES = 5000
 #: Node creations in flight at once (the API server admits them in parallel)
 CREATE_PARALLEL = 8
-#: the API server's post-start hooks that write its defaults (RBAC roles and bindings, priority
-#: classes): creating nodes does not need them, so node creation does not wait for them
-BOOTSTRAP_HOOKS = ("poststarthook/rbac/bootstrap-roles",
-                   "poststarthook/scheduling/bootstrap-system-priority-classes")
 API_READY_POLL = 0.05  # seconds between two /readyz questions while the API server starts
 
 #: what kwokctl starts (its pid files are named after them)
@@ -266,16 +262,18 @@ class OfflineCluster:
                               "--wait", "0s",
                               timeout=self.spec.timeouts["kwokctl"], log=log)
             self._protect_secrets()
-            # the simulator, the nodes and the API server's bootstrap (default RBAC roles,
-            # priority classes: 1.5 s on 2 cores) proceed side by side
+            # the simulator's start (its imports) overlaps the API server's; the nodes wait
+            # for the server: thousands of creates during its bootstrap can delay its
+            # /healthz past the 10 s the controller manager waits for it before exiting
             spawned = simulator.spawn(self.kubeconfig, self.dir,
                                       plugin_grace=self.spec.plugin_grace, log=log)
-            self._wait_api_ready(self.spec.timeouts["api-ready"], exclude=BOOTSTRAP_HOOKS)
-            self._create_nodes(sku, log)
             self._wait_api_ready(self.spec.timeouts["api-ready"])
+            self._require_components()
             log(f"control plane up on https://127.0.0.1:{port} "
                 f"({time.monotonic() - started:.1f}s)")
+            self._create_nodes(sku, log)
             spawned.synced(self.spec.timeouts["api-ready"])
+            self._require_components()
             if self.spec.node == "real":
                 self._real_node_up(sku, log)
         except BaseException:
@@ -481,13 +479,21 @@ class OfflineCluster:
             entries.append({"containers": list(containers), "logsFile": str(target)})
         return entries
 
-    def _wait_api_ready(self, timeout: float, exclude: tuple[str, ...] = ()) -> None:
+    def _require_components(self) -> None:
+        """Every control-plane process still runs (one that gave up at its start, e.g. the
+        controller manager after 10 s without a healthy API server, says so here, by name)."""
+        running = self.components()
+        dead = [name for name in COMPONENTS if not running.get(name)]
+        if dead:
+            log_file = self.kwok_dir / "logs" / f"{dead[0]}.log"
+            raise ClusterError(f"{', '.join(dead)} exited while the offline cluster started: "
+                               f"{_last_error(_read_tail(log_file))}", hint=f"see {log_file}")
+
+    def _wait_api_ready(self, timeout: float) -> None:
         """Until the API server answers /readyz "ok" (its post-start hooks done: RBAC roles,
-        priority classes), asking every 50 ms; a component that died says so at once.
-        ``exclude``: readiness checks not waited for (the server's own ``exclude`` query)."""
+        priority classes), asking every 50 ms; a component that died says so at once."""
         api = new_api_client(self.kubeconfig, None)
-        url = api.configuration.host + "/readyz" + (
-            "?" + "&".join(f"exclude={check}" for check in exclude) if exclude else "")
+        url = api.configuration.host + "/readyz"
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         try:
@@ -697,6 +703,15 @@ class OfflineCluster:
         if run.returncode != 0:
             raise ClusterError(f"kwokctl {args[0]} {args[1]} failed: {_last_error(run.stderr)}",
                                hint=f"see {log_file}" if log_file else "")
+
+
+def _read_tail(path: Path, size: int = 8192) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - size))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _last_error(text: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from gpu_conformance.errors import ClusterError
-from gpu_conformance.offline import BOOTSTRAP_HOOKS, OfflineCluster, OfflineClusterSpec
+from gpu_conformance.offline import COMPONENTS, OfflineCluster, OfflineClusterSpec
 
 
 def _free_port() -> int:
@@ -70,14 +70,11 @@ def server(cluster: OfflineCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator
     httpd.server_close()
 
 
-def test_it_asks_until_ready_naming_what_it_skips(cluster: OfflineCluster,
-                                                  server: type[_Readyz],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_it_asks_until_ready(cluster: OfflineCluster, server: type[_Readyz],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster, "components", lambda: {"etcd": True, "kube-apiserver": True})
-    cluster._wait_api_ready(10, exclude=BOOTSTRAP_HOOKS)
-    assert len(server.asked) == server.ready_after + 1
-    assert server.asked[0] == ("/readyz?exclude=poststarthook/rbac/bootstrap-roles"
-                               "&exclude=poststarthook/scheduling/bootstrap-system-priority-classes")
+    cluster._wait_api_ready(10)
+    assert server.asked == ["/readyz"] * (server.ready_after + 1)
 
 
 def test_a_server_that_never_gets_ready_times_out_with_its_answer(
@@ -97,3 +94,28 @@ def test_a_dead_api_server_is_said_at_once(cluster: OfflineCluster,
     with pytest.raises(ClusterError) as raised:
         cluster._wait_api_ready(60)
     assert "kube-apiserver exited while the offline cluster started" in str(raised.value)
+
+
+def test_a_component_that_gave_up_is_named_with_its_last_error(
+        cluster: OfflineCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    logs = cluster.kwok_dir / "logs"
+    logs.mkdir()
+    (logs / "kube-controller-manager.log").write_text(
+        'I1129 08:31:21.4 1 serving.go:386] Generated self-signed cert\n'
+        'E1129 08:31:31.4 1 run.go:72] "command failed" err="failed to wait for apiserver being '
+        'healthy: timed out waiting for the condition"\n')
+    monkeypatch.setattr(cluster, "components",
+                        lambda: {**dict.fromkeys(COMPONENTS, True),
+                                 "kube-controller-manager": False})
+    with pytest.raises(ClusterError) as raised:
+        cluster._require_components()
+    line = raised.value.one_line()
+    assert "kube-controller-manager exited while the offline cluster started" in line
+    assert "failed to wait for apiserver being healthy" in line
+    assert "kube-controller-manager.log" in line
+
+
+def test_all_components_running_is_quiet(cluster: OfflineCluster,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "components", lambda: dict.fromkeys(COMPONENTS, True))
+    cluster._require_components()
