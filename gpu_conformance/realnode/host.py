@@ -254,6 +254,18 @@ def unmount_all(prefixes: Iterable[Path], log: Log) -> None:
 
 
 # --- network ------------------------------------------------------------------------------
+def socket_listening(path: Path) -> bool:
+    """Something accepts connections on the Unix socket ``path``. A socket file left by a
+    process that was killed (a kubelet's ``device-plugins/kubelet.sock``) refuses them."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 

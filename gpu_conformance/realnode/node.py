@@ -44,6 +44,8 @@ TIMEOUTS: dict[str, Timeout] = {t.name: t for t in (
 )}
 
 STATE_FILE = "node.json"
+#: in a kubelet root a real node created (holds its work dir): a leftover the next up may clear
+KUBELET_ROOT_MARKER = ".gpu-conformance-real-node"
 #: programs a node needs in each mode (from programs.ensure, or unpacked on a GPU host)
 NODE_PROGRAMS = ("kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "bridge",
                  "host-local", "loopback", "pki", "kubectl")
@@ -173,7 +175,7 @@ class RealNode:
         """Start the node and wait until the API server shows it Ready."""
         spec = self.spec
         spec.validate()
-        self._preflight(access)
+        self._preflight(access, log)
         if self._load_state():
             raise ClusterError(f"a real node already has its state in {self.layout.work_dir}",
                                hint="stop it first: RealNode(...).down()")
@@ -192,6 +194,11 @@ class RealNode:
             for outside in (self.layout.kubelet_root, self.layout.run_dir.parent, self.layout.run_dir,
                             Path("/var/log/containers")):
                 self._record_created(outside)
+            if str(self.layout.kubelet_root) in self.state["created"]:
+                # ours: if this node is killed before its down, the next up may clear it
+                self.layout.kubelet_root.mkdir(parents=True, exist_ok=True)
+                (self.layout.kubelet_root / KUBELET_ROOT_MARKER).write_text(
+                    f"{self.layout.work_dir}\n")
             self.layout.run_dir.mkdir(parents=True, exist_ok=True)
             self._certificates(access, paths["pki"])
             self._cgroups()
@@ -216,7 +223,7 @@ class RealNode:
         log(f"real node {spec.node_name} Ready in {self.timings['ready']:.1f}s "
             f"(containerd {self.timings['containerd']:.1f}s, images {self.timings['images']:.1f}s)")
 
-    def _preflight(self, access: ControlPlaneAccess) -> None:
+    def _preflight(self, access: ControlPlaneAccess, log: Log) -> None:
         if os.geteuid() != 0:
             raise ClusterError("a real node needs root (mounts, cgroups, network namespaces)")
         for path in (access.ca_cert, access.ca_key, access.admin_kubeconfig):
@@ -225,12 +232,28 @@ class RealNode:
         if not shutil.which("mount") or not shutil.which("umount"):
             raise ClusterError("the kubelet mounts volumes with mount(8); it is not on PATH")
         lock = self.layout.device_plugins_dir / "kubelet.sock"
-        if lock.exists() and not self._load_state():
+        # a killed kubelet leaves its socket behind: only one that answers is another kubelet
+        if lock.exists() and not self._load_state() and host.socket_listening(lock):
             raise ClusterError(f"another kubelet uses {self.layout.kubelet_root} ({lock} exists)",
                                hint="stop it, or give this node another kubelet root")
+        self._clear_stale_kubelet_root(log)
         if host.link_exists(self.spec.bridge) and not self._load_state():
             raise ClusterError(f"network link {self.spec.bridge} already exists (another node?)",
                                hint="give this node another bridge name")
+
+    def _clear_stale_kubelet_root(self, log: Log) -> None:
+        """A kubelet root that a real node of ours created (its marker) and left behind when it
+        was killed before its down: its device checkpoint would bring back the old node's GPU
+        resources and pods. Removed when nothing runs or is mounted there; one without the
+        marker is never touched."""
+        root = self.layout.kubelet_root
+        if self._load_state() or not (root / KUBELET_ROOT_MARKER).is_file():
+            return
+        if host.mounts_under([root]):
+            raise ClusterError(f"{root} holds mounts that a killed real node left",
+                               hint="unmount them (see /proc/self/mounts), then start again")
+        log(f"removing {root}: a real node that was killed before its down left it")
+        shutil.rmtree(root)
 
     def _programs(self) -> dict[str, Path]:
         wanted = [*NODE_PROGRAMS, *(FAKE_PROGRAMS if self.spec.gpu_mode == "fake" else ("pause",))]

@@ -45,7 +45,7 @@ def _why_no_kubelet() -> str | None:
         return "mount(8)/umount(8) are missing; the kubelet mounts volumes with them"
     if "overlay" not in Path("/proc/filesystems").read_text():
         return "the kernel has no overlayfs (containerd's snapshotter)"
-    if Path("/var/lib/kubelet/device-plugins/kubelet.sock").exists():
+    if host.socket_listening(Path("/var/lib/kubelet/device-plugins/kubelet.sock")):
         return "another kubelet is using /var/lib/kubelet"
     if host.cgroup_v2():
         controllers = Path("/sys/fs/cgroup/cgroup.controllers").read_text().split()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,32 @@ def test_the_fake_cdi_spec_has_each_device_and_all(tmp_path: Path) -> None:
     assert spec["kind"] == "nvidia.com/gpu"
     assert [d["name"] for d in spec["devices"]] == ["fake-gpu-0", "fake-gpu-1", "all"]
     assert len(spec["devices"][-1]["containerEdits"]["mounts"]) == 2
+
+
+# --- a kubelet root a killed real node left -----------------------------------------------
+
+def _node_with_root(tmp_path: Path) -> tuple[Any, Path]:
+    from gpu_conformance.realnode.node import RealNode, RealNodeSpec
+
+    root = tmp_path / "kubelet"
+    (root / "device-plugins").mkdir(parents=True)
+    (root / "device-plugins" / "kubelet_internal_checkpoint").write_text(
+        '{"Data":{"RegisteredDevices":{"nvidia.com/gpu":["gpu-0","gpu-1"]}}}')
+    return RealNode(RealNodeSpec(work_dir=tmp_path / "work", kubelet_root=root)), root
+
+
+def test_a_kubelet_root_a_killed_node_of_ours_left_is_cleared(tmp_path: Path) -> None:
+    from gpu_conformance.realnode.node import KUBELET_ROOT_MARKER
+
+    node, root = _node_with_root(tmp_path)
+    (root / KUBELET_ROOT_MARKER).write_text("/old/work\n")
+    said: list[str] = []
+    node._clear_stale_kubelet_root(said.append)
+    assert not root.exists()
+    assert said == [f"removing {root}: a real node that was killed before its down left it"]
+
+
+def test_a_kubelet_root_without_our_marker_is_never_touched(tmp_path: Path) -> None:
+    node, root = _node_with_root(tmp_path)
+    node._clear_stale_kubelet_root(lambda _line: None)
+    assert (root / "device-plugins" / "kubelet_internal_checkpoint").is_file()
