@@ -479,11 +479,11 @@ class OfflineCluster:
             entries.append({"containers": list(containers), "logsFile": str(target)})
         return entries
 
-    def _require_components(self) -> None:
-        """Every control-plane process still runs (one that gave up at its start, e.g. the
-        controller manager after 10 s without a healthy API server, says so here, by name)."""
+    def _require_components(self, names: tuple[str, ...] = COMPONENTS) -> None:
+        """Each of ``names`` still runs (one that gave up at its start, e.g. the controller
+        manager after 10 s without a healthy API server, says so here, by name)."""
         running = self.components()
-        dead = [name for name in COMPONENTS if not running.get(name)]
+        dead = [name for name in names if not running.get(name)]
         if dead:
             log_file = self.kwok_dir / "logs" / f"{dead[0]}.log"
             raise ClusterError(f"{', '.join(dead)} exited while the offline cluster started: "
@@ -506,12 +506,7 @@ class OfflineCluster:
                     last = f"HTTP {answer.status}"
                 except Exception as exc:  # refused while it starts: ask again
                     last = one_line(exc)
-                running = self.components()
-                dead = [c for c in ("etcd", "kube-apiserver") if not running.get(c)]
-                if dead:
-                    raise ClusterError(f"{' and '.join(dead)} exited while the offline cluster "
-                                       f"started",
-                                       hint=f"see {self.kwok_dir / 'logs' / (dead[0] + '.log')}")
+                self._require_components(("etcd", "kube-apiserver"))
                 if time.monotonic() >= deadline:
                     raise ClusterError(
                         f"the offline cluster's API server was not ready within {timeout:g}s "
